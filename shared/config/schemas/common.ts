@@ -1,0 +1,79 @@
+import { z } from 'zod';
+
+/** RFC 1123 label rules as Kubernetes applies them to object names. */
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+export const objectName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(DNS_SUBDOMAIN, 'must be a lowercase RFC 1123 subdomain (a-z, 0-9, "-", ".")');
+
+export const namespaceName = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(DNS_LABEL, 'must be a lowercase RFC 1123 label (a-z, 0-9, "-")');
+
+export const labels = z.record(z.string(), z.string());
+
+/** ObjectMeta: loose, because exported manifests carry managedFields, uid and the like. */
+export const objectMeta = z.looseObject({
+  name: objectName,
+  namespace: namespaceName.optional(),
+  labels: labels.optional(),
+  annotations: labels.optional(),
+  creationTimestamp: z.iso.datetime({ offset: true }).optional(),
+  generation: z.number().int().min(1).optional(),
+  uid: z.string().optional(),
+  resourceVersion: z.string().optional(),
+});
+
+export const labelSelectorRequirement = z.strictObject({
+  key: z.string().min(1),
+  operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+  values: z.array(z.string()).optional(),
+});
+
+export const labelSelector = z.strictObject({
+  matchLabels: labels.optional(),
+  matchExpressions: z.array(labelSelectorRequirement).optional(),
+});
+export type LabelSelector = z.infer<typeof labelSelector>;
+
+/** GEP-2257 duration: up to four number+unit pairs, units h, m, s, ms. */
+export const gatewayDuration = z
+  .string()
+  .regex(
+    /^([0-9]{1,5}(h|m|s|ms)){1,4}$/,
+    'must be a Gateway API duration such as 10s, 1m30s or 500ms',
+  );
+
+export const portNumber = z.number().int().min(1).max(65535);
+
+/** Hostname as Gateway API defines it: RFC 1123, optionally prefixed by one `*.` label, no IPs. */
+export const gatewayHostname = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(
+    /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
+    'must be a lowercase hostname, optionally starting with "*."',
+  );
+
+export const preciseHostname = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(
+    /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
+    'must be a lowercase hostname without wildcard',
+  );
+
+/** Header names per RFC 7230 token rules, as Gateway API's HeaderName. */
+export const headerName = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/, 'must be a valid HTTP header name');

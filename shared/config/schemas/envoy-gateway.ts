@@ -1,0 +1,3 @@
+import type { KindDefinition } from '../kinds.ts';
+
+export const envoyGatewayKinds: KindDefinition[] = [];
