@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { UnsupportedField } from './resource.ts';
+import type { UnsupportedFieldRule } from './resource.ts';
 
 /**
  * One kind of the config model: how to validate it and which upstream fields meshgate
@@ -20,7 +20,7 @@ export interface KindDefinition {
    * Field paths (`spec.rules[].sessionPersistence`; `[]` stands for every index) that are
    * valid upstream but not implemented. Setting one is reported.
    */
-  unsupported?: readonly UnsupportedField[];
+  unsupported?: readonly UnsupportedFieldRule[];
 }
 
 const registry = new Map<string, KindDefinition>();

@@ -144,16 +144,15 @@ function parseDocument(
   const startOffset = doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0;
   const docLocation: SourceLocation = { file, doc: docIndex, ...positionAt(lc, startOffset) };
   if (doc.errors.length > 0) {
-    for (const e of doc.errors) {
-      const pos = e.linePos?.[0];
-      into.errors.push(
-        configError(
-          pos ? { file, doc: docIndex, line: pos.line, col: pos.col } : docLocation,
-          '',
-          `invalid YAML: ${firstLine(e.message)}`,
-        ),
-      );
-    }
+    // The first error is the cause; the ones after it are mostly its echoes.
+    const e = doc.errors[0] as (typeof doc.errors)[number];
+    into.errors.push(
+      configError(
+        { file, doc: docIndex, ...positionAt(lc, e.pos[0]) },
+        '',
+        `invalid YAML: ${firstLine(e.message)}`,
+      ),
+    );
     return;
   }
   const raw: unknown = doc.toJS({ maxAliasCount: 100 });
@@ -399,6 +398,7 @@ function findUnsupported(def: KindDefinition, raw: Record<string, unknown>): Uns
     const visit = (v: unknown, i: number, at: FieldPath) => {
       if (v === undefined || v === null) return;
       if (i === segments.length) {
+        if (rule.when && !rule.when(v)) return;
         found.push({ path: formatPath(at), message: rule.message, effect: rule.effect });
         return;
       }

@@ -29,6 +29,11 @@ export interface UnsupportedField {
   effect: 'reject' | 'ignore';
 }
 
+/** How a kind declares an unsupported field; `when` limits it to values that matter (default: any value). */
+export interface UnsupportedFieldRule extends UnsupportedField {
+  when?: (value: unknown) => boolean;
+}
+
 export interface Resource<Spec = unknown> {
   apiVersion: string;
   kind: string;

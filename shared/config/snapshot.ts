@@ -135,7 +135,9 @@ export type FilterIR =
       allowHeaders: string[];
       exposeHeaders: string[];
       maxAge: number;
-    };
+    }
+  /** meshgate's own: answer without forwarding (an unresolvable filter fails closed with 500). */
+  | { type: 'DirectResponse'; status: number; message: string };
 
 export interface BackendIR {
   kind: 'Service';

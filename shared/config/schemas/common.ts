@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /** RFC 1123 label rules as Kubernetes applies them to object names. */
@@ -50,6 +51,16 @@ export const gatewayDuration = z
     'must be a Gateway API duration such as 10s, 1m30s or 500ms',
   );
 
+const DURATION_UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
+
+/** Milliseconds of a GEP-2257 duration (already validated by `gatewayDuration`). */
+export function durationToMs(d: string): number {
+  let total = 0;
+  for (const m of d.matchAll(/([0-9]+)(ms|h|m|s)/g))
+    total += Number(m[1]) * (DURATION_UNIT_MS[m[2] as string] ?? 0);
+  return total;
+}
+
 export const portNumber = z.number().int().min(1).max(65535);
 
 /** Hostname as Gateway API defines it: RFC 1123, optionally prefixed by one `*.` label, no IPs. */
@@ -77,3 +88,41 @@ export const headerName = z
   .min(1)
   .max(256)
   .regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/, 'must be a valid HTTP header name');
+
+/** Cross-field rules run only on an otherwise valid object, so one typo gives one error. */
+export const ifValid = { when: (payload: z.core.ParsePayload) => payload.issues.length === 0 };
+
+/** Single IP or CIDR. */
+export function isIpOrCidr(value: string): boolean {
+  const slash = value.indexOf('/');
+  if (slash < 0) return isIP(value) !== 0;
+  const family = isIP(value.slice(0, slash));
+  const bits = value.slice(slash + 1);
+  if (family === 0 || !/^[0-9]{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+/** An API group: empty (core) or a DNS subdomain. */
+export const apiGroup = z
+  .string()
+  .max(253)
+  .regex(
+    /^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
+    'must be empty or a DNS subdomain',
+  );
+
+export const kindName = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$/, 'must be a Kind name');
+
+/** Gateway API SectionName: a listener or rule name. */
+export const sectionName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(
+    /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
+    'must be a lowercase RFC 1123 subdomain',
+  );

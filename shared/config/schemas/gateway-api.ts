@@ -1,5 +1,9 @@
 import { z } from 'zod';
 import {
+  apiGroup,
+  durationToMs,
+  kindName,
+  sectionName,
   gatewayDuration,
   gatewayHostname,
   headerName,
@@ -15,26 +19,8 @@ import {
 
 export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
 
-const sectionName = z
-  .string()
-  .min(1)
-  .max(253)
-  .regex(
-    /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
-    'must be a lowercase RFC 1123 subdomain',
-  );
-const group = z
-  .string()
-  .max(253)
-  .regex(
-    /^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
-    'must be empty or a DNS subdomain',
-  );
-const kind = z
-  .string()
-  .min(1)
-  .max(63)
-  .regex(/^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$/, 'must be a Kind name');
+const group = apiGroup;
+const kind = kindName;
 
 // --- GatewayClass ---
 
@@ -187,13 +173,34 @@ export const parentReference = z.strictObject({
 });
 export type ParentReference = z.infer<typeof parentReference>;
 
-export const backendObjectReference = z.strictObject({
+const backendObjectReferenceFields = {
   group: group.default(''),
   kind: kind.default('Service'),
   name: objectName,
   namespace: namespaceName.optional(),
   port: portNumber.optional(),
-});
+};
+
+/** Upstream CEL: a Service reference must name a port. */
+function requirePortForService(
+  ref: { group: string; kind: string; port?: number | undefined },
+  ctx: z.RefinementCtx,
+) {
+  if (
+    (ref.group === '' || ref.group === 'core') &&
+    ref.kind === 'Service' &&
+    ref.port === undefined
+  )
+    ctx.addIssue({
+      code: 'custom',
+      path: ['port'],
+      message: 'required: a Service reference must name a port',
+    });
+}
+
+export const backendObjectReference = z
+  .strictObject(backendObjectReferenceFields)
+  .superRefine(requirePortForService);
 export type BackendObjectReference = z.infer<typeof backendObjectReference>;
 
 const pathValueChars = /^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$/;
@@ -498,18 +505,33 @@ function checkFilterList(
       ctx.addIssue({ code: 'custom', path: base, message: `${t} filter cannot be repeated` });
 }
 
-export const httpBackendRef = backendObjectReference
-  .extend({
+export const httpBackendRef = z
+  .strictObject({
+    ...backendObjectReferenceFields,
     weight: z.number().int().min(0).max(1_000_000).default(1),
     filters: z.array(httpRouteFilter).max(16).optional(),
   })
-  .superRefine((b, ctx) => checkFilterList(b.filters, ctx, ['filters']));
+  .superRefine((b, ctx) => {
+    requirePortForService(b, ctx);
+    checkFilterList(b.filters, ctx, ['filters']);
+  });
 export type HTTPBackendRef = z.infer<typeof httpBackendRef>;
 
-export const httpRouteTimeouts = z.strictObject({
-  request: gatewayDuration.optional(),
-  backendRequest: gatewayDuration.optional(),
-});
+export const httpRouteTimeouts = z
+  .strictObject({
+    request: gatewayDuration.optional(),
+    backendRequest: gatewayDuration.optional(),
+  })
+  .superRefine((t, ctx) => {
+    if (t.request === undefined || t.backendRequest === undefined) return;
+    const request = durationToMs(t.request);
+    if (request !== 0 && durationToMs(t.backendRequest) > request)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['backendRequest'],
+        message: 'backendRequest timeout cannot be longer than request timeout',
+      });
+  });
 
 export const httpRouteRetry = z.strictObject({
   codes: z.array(z.number().int().min(400).max(599)).optional(),

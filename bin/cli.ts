@@ -1,0 +1,40 @@
+import { runExplain } from './commands/explain.ts';
+import { UsageError } from './commands/usage-error.ts';
+import { runValidate } from './commands/validate.ts';
+
+const USAGE = `meshgate: API gateway and service mesh
+
+usage:
+  meshgate validate DIR [--json] [--root-namespace NS]
+  meshgate explain DIR (--gateway NS/NAME [--listener NAME] [--port N] | --service NS/NAME [--port N])
+                       --host H --path P [--method M] [--header k=v]... [--query k=v]... [--json]
+  meshgate explain DIR --requests FILE [--json]
+`;
+
+/** Runs one CLI command and returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'validate':
+        return await runValidate(rest);
+      case 'explain':
+        return await runExplain(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        process.stderr.write(`meshgate: unknown command "${command}"\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`meshgate ${command}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
