@@ -1,3 +1,4 @@
+import { ConfigFolderError } from '../shared/config/load.ts';
 import { runExplain } from './commands/explain.ts';
 import { UsageError } from './commands/usage-error.ts';
 import { runValidate } from './commands/validate.ts';
@@ -31,6 +32,10 @@ export async function main(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (err) {
+    if (err instanceof ConfigFolderError) {
+      process.stderr.write(`meshgate ${command}: ${err.message}\n`);
+      return 1;
+    }
     if (err instanceof UsageError) {
       process.stderr.write(`meshgate ${command}: ${err.message}\n`);
       return 2;

@@ -32,7 +32,16 @@ export async function runValidate(argv: string[]): Promise<number> {
     resource: r,
     status: statusByKey.get(resourceStatusKey(r)),
   }));
-  const problems = loaded.statuses.flatMap((s) => allConditions(s.status).filter(isProblem)).length;
+  // Envoy Gateway writes no ancestor for a policy whose targets do not exist; say so here.
+  const orphanPolicies = loaded.statuses.filter(
+    (s) =>
+      POLICY_KINDS.has(s.kind) &&
+      Array.isArray(s.status.ancestors) &&
+      s.status.ancestors.length === 0,
+  );
+  const problems =
+    loaded.statuses.flatMap((s) => allConditions(s.status).filter(isProblem)).length +
+    orphanPolicies.length;
   const failed = loaded.parse.errors.length > 0 || problems > 0;
 
   if (values.json) {
@@ -74,6 +83,14 @@ export async function runValidate(argv: string[]): Promise<number> {
       `${r.kind} ${r.metadata.namespace ? `${r.metadata.namespace}/` : ''}${r.metadata.name}  (${formatLocation(r.source)})`,
     );
     lines.push(...describeStatus(r.kind, status.status));
+    if (
+      POLICY_KINDS.has(r.kind) &&
+      Array.isArray(status.status.ancestors) &&
+      status.status.ancestors.length === 0
+    )
+      lines.push(
+        '  ✗ no target found: none of its targetRefs or targetSelectors names an existing resource of meshgate',
+      );
   }
   const quiet = loaded.parse.resources.filter(
     (r) => !statusByKey.get(resourceStatusKey(r)) || ['Service', 'Namespace'].includes(r.kind),
@@ -98,6 +115,8 @@ export async function runValidate(argv: string[]): Promise<number> {
   process.stdout.write(`${lines.join('\n')}\n`);
   return failed ? 1 : 0;
 }
+
+const POLICY_KINDS = new Set(['SecurityPolicy', 'BackendTrafficPolicy', 'ClientTrafficPolicy']);
 
 function statusKey(s: ResourceStatus): string {
   return `${s.kind}/${s.metadata.namespace ?? ''}/${s.metadata.name}`;

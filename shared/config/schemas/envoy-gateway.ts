@@ -148,6 +148,8 @@ function checkTargets(
   spec: TargetedSpec,
   ctx: z.RefinementCtx,
   allowedKinds: readonly string[],
+  /** Kinds of the core group ("") this policy may target: meshgate's extension for mesh traffic. */
+  coreKinds: readonly string[] = [],
 ): void {
   const hasRef = spec.targetRef !== undefined;
   const hasRefs = spec.targetRefs !== undefined;
@@ -162,6 +164,15 @@ function checkTargets(
     });
   const kinds = allowedKinds.join('/');
   const checkRef = (ref: PolicyTargetReference, path: (string | number)[]) => {
+    if ((ref.group === '' || ref.group === 'core') && coreKinds.length > 0) {
+      if (!coreKinds.includes(ref.kind))
+        ctx.addIssue({
+          code: 'custom',
+          path: [...path, 'kind'],
+          message: `in the core group this policy can only target kind ${coreKinds.join('/')}`,
+        });
+      return;
+    }
     if (ref.group !== GATEWAY_GROUP)
       ctx.addIssue({
         code: 'custom',
@@ -1124,7 +1135,7 @@ export const backendTrafficPolicySpec = z
     routingType: z.enum(['Service', 'Endpoint']).optional(),
   })
   .superRefine((spec, ctx) => {
-    checkTargets(spec, ctx, BACKEND_TRAFFIC_POLICY_KINDS);
+    checkTargets(spec, ctx, BACKEND_TRAFFIC_POLICY_KINDS, ['Service']);
     if (spec.compression !== undefined && spec.compressor !== undefined)
       ctx.addIssue({
         code: 'custom',
