@@ -1,0 +1,360 @@
+// The edge gateway's view of a snapshot: what one gateway process serves, compiled once per
+// snapshot into the structures the request path reads (route tables per port, compiled rules,
+// TLS contexts, endpoint sets). The data plane swaps the whole view at once.
+
+import { createSecureContext, type SecureContext } from 'node:tls';
+import { endpointOrigin, EndpointSet } from '../shared/backend/endpoint-set.ts';
+import { weightedPicker, type WeightedPicker } from '../shared/backend/weighted-pick.ts';
+import type {
+  BackendIR,
+  FilterIR,
+  GatewayIR,
+  HeaderModifierIR,
+  ListenerIR,
+  PathModifierIR,
+  RouteAttachmentIR,
+  Snapshot,
+} from '../shared/config/snapshot.ts';
+import { hostnameMatches } from '../shared/routing/hostname.ts';
+import type { PathNormalization } from '../shared/routing/normalize-path.ts';
+import {
+  compileRouteTable,
+  listenerRouteEntries,
+  type RouteTable,
+} from '../shared/routing/route-table.ts';
+import { routesByKey } from '../shared/routing/snapshot-route-tables.ts';
+
+/** What a matched rule does, compiled once: the request path only reads it. */
+export interface CompiledRule {
+  /** "httproute/NS/NAME/rule/I", as logs and metrics name it. */
+  id: string;
+  listener: ListenerIR;
+  /** Answer without forwarding: an invalid policy or unresolvable filter (fail closed). */
+  failure?: { code: 'MG_ERR_INVALID_CONFIG'; detail: string };
+  redirect?: Extract<FilterIR, { type: 'RequestRedirect' }>;
+  cors?: Extract<FilterIR, { type: 'CORS' }>;
+  requestHeaders?: HeaderModifierIR;
+  responseHeaders?: HeaderModifierIR;
+  rewrite?: { hostname?: string; path?: PathModifierIR };
+  mirrors: Mirror[];
+  backends: WeightedPicker<CompiledBackend>;
+  hasBackends: boolean;
+  requestTimeoutMs: number;
+  backendTimeoutMs: number;
+  retry?: { attempts: number; codes: ReadonlySet<number>; backoffMs: number };
+  /** Effective policy ids, for the layers that enforce them. */
+  securityPolicy?: string;
+  backendTrafficPolicy?: string;
+}
+
+export interface Mirror {
+  target: CompiledBackend;
+  numerator: number;
+  denominator: number;
+}
+
+export interface CompiledBackend {
+  /** "namespace/name:port". */
+  key: string;
+  invalid?: string;
+  endpoints: EndpointSet;
+  requestHeaders?: HeaderModifierIR;
+  responseHeaders?: HeaderModifierIR;
+}
+
+export interface RouteHit {
+  listener: ListenerIR;
+  attachment: RouteAttachmentIR;
+  rules: CompiledRule[];
+}
+
+export interface EdgePort {
+  /** The listener port from config; the socket binds port + offset. */
+  port: number;
+  protocol: 'HTTP' | 'HTTPS';
+  gateways: string[];
+  listeners: ListenerIR[];
+  table: RouteTable<RouteHit>;
+  pathSettings: PathNormalization;
+  tls?: EdgeTLS;
+}
+
+export interface EdgeTLS {
+  /** Listener hostname (or "*" for none) → context, most specific first. */
+  contexts: { hostname: string; context: SecureContext; listener: string }[];
+  fallback: SecureContext;
+  /** PEMs of the fallback, for clients that send no SNI (the server's default context). */
+  fallbackOptions: { cert: string; key: string };
+}
+
+export interface EdgeViewOptions {
+  /** "namespace/name" of the Gateways to serve; all of meshgate's when absent. */
+  gateways?: readonly string[];
+}
+
+export class EdgeView {
+  readonly version: string;
+  readonly ports = new Map<number, EdgePort>();
+  readonly gateways: GatewayIR[];
+  /** Problems that keep part of the config from being served (logged, shown on the admin API). */
+  readonly problems: string[] = [];
+
+  constructor(
+    readonly snapshot: Snapshot,
+    options: EdgeViewOptions = {},
+    previous?: EdgeView,
+  ) {
+    this.version = snapshot.version;
+    const wanted = options.gateways ? new Set(options.gateways) : undefined;
+    this.gateways = snapshot.gateways.filter(
+      (g) => !wanted || wanted.has(`${g.namespace}/${g.name}`),
+    );
+    const endpointSets = new EndpointSets(snapshot, previous?.endpointSets);
+    this.endpointSets = endpointSets;
+    const routes = routesByKey(snapshot);
+
+    const byPort = new Map<number, { gateway: GatewayIR; listener: ListenerIR }[]>();
+    for (const gateway of this.gateways)
+      for (const listener of gateway.listeners)
+        byPort.set(listener.port, [...(byPort.get(listener.port) ?? []), { gateway, listener }]);
+
+    for (const [port, all] of [...byPort].sort(([a], [b]) => a - b)) {
+      const protocol = (all[0] as { listener: ListenerIR }).listener.protocol;
+      // Several Gateways in one process share a port only if they agree on the protocol.
+      const usable = all.filter(({ gateway, listener }) => {
+        if (listener.protocol === protocol) return true;
+        this.problems.push(
+          `Gateway ${gateway.namespace}/${gateway.name} listener ${listener.name}: port ${port} is already served as ${protocol} by another Gateway of this process`,
+        );
+        return false;
+      });
+      const listeners = usable.map((u) => u.listener);
+      const entries = usable.flatMap(({ gateway, listener }) =>
+        listenerRouteEntries(listener, routes).map((e) => ({
+          route: e.route,
+          hostnames: e.hostnames,
+          attachment: {
+            listener,
+            attachment: e.attachment,
+            rules: e.route.rules.map((rule, i) =>
+              compileRule(
+                snapshot,
+                gateway,
+                listener,
+                e.route.namespace,
+                e.route.name,
+                rule,
+                e.attachment.rules[i] ?? {},
+                endpointSets,
+              ),
+            ),
+          } satisfies RouteHit,
+        })),
+      );
+      const ctpId =
+        listeners.find((l) => l.clientTrafficPolicy)?.clientTrafficPolicy ??
+        usable[0]?.gateway.clientTrafficPolicy;
+      const ctp = ctpId
+        ? (snapshot.effectivePolicies[ctpId]?.spec as { path?: PathNormalization } | undefined)
+        : undefined;
+      const edgePort: EdgePort = {
+        port,
+        protocol,
+        gateways: [...new Set(usable.map((u) => `${u.gateway.namespace}/${u.gateway.name}`))],
+        listeners,
+        table: compileRouteTable(entries),
+        pathSettings: ctp?.path ?? {},
+      };
+      if (protocol === 'HTTPS') {
+        const tls = this.buildTLS(listeners);
+        if (tls) edgePort.tls = tls;
+        else {
+          this.problems.push(`port ${port}: no usable certificate; the port is not served`);
+          continue;
+        }
+      }
+      this.ports.set(port, edgePort);
+    }
+  }
+
+  /** Kept so the next view can carry balancing state over for unchanged endpoint lists. */
+  readonly endpointSets: EndpointSets;
+
+  private buildTLS(listeners: readonly ListenerIR[]): EdgeTLS | undefined {
+    const certs = new Map(this.snapshot.tlsCertificates.map((c) => [c.secret, c]));
+    const contexts: (EdgeTLS['contexts'][number] & { pem: { cert: string; key: string } })[] = [];
+    for (const l of listeners) {
+      const secrets = l.tls?.certificates ?? [];
+      const cert = secrets.map((s) => certs.get(s)).find((c) => c !== undefined);
+      if (!cert) continue;
+      try {
+        const pem = { cert: cert.certPem, key: cert.keyPem };
+        contexts.push({
+          hostname: l.hostname ?? '*',
+          listener: l.name,
+          context: createSecureContext(pem),
+          pem,
+        });
+      } catch (err) {
+        this.problems.push(
+          `listener ${l.name}: certificate ${cert.secret} cannot be used: ${(err as Error).message}`,
+        );
+      }
+    }
+    if (contexts.length === 0) return undefined;
+    contexts.sort((a, b) => specificity(b.hostname) - specificity(a.hostname));
+    const fallback =
+      contexts.find((c) => c.hostname === '*') ?? (contexts[0] as (typeof contexts)[number]);
+    return { contexts, fallback: fallback.context, fallbackOptions: fallback.pem };
+  }
+
+  /** The certificate for an SNI name: the most specific listener hostname that covers it. */
+  secureContextFor(port: number, servername: string | undefined): SecureContext | undefined {
+    const tls = this.ports.get(port)?.tls;
+    if (!tls) return undefined;
+    if (!servername) return tls.fallback;
+    const name = servername.toLowerCase();
+    return (
+      tls.contexts.find((c) => c.hostname === '*' || hostnameMatches(c.hostname, name))?.context ??
+      tls.fallback
+    );
+  }
+
+  /** The listener an SNI name selects on a port (for misdirected-request detection). */
+  listenerForServername(port: number, servername: string): string | undefined {
+    const tls = this.ports.get(port)?.tls;
+    const name = servername.toLowerCase();
+    return tls?.contexts.find((c) => c.hostname === '*' || hostnameMatches(c.hostname, name))
+      ?.listener;
+  }
+}
+
+function specificity(hostname: string): number {
+  if (hostname === '*') return 0;
+  return hostname.startsWith('*.') ? hostname.length : hostname.length + 1000;
+}
+
+/** Endpoint sets by "namespace/name:port", shared by every rule of a view. */
+export class EndpointSets {
+  private readonly sets = new Map<string, EndpointSet>();
+  constructor(
+    private readonly snapshot: Snapshot,
+    private readonly previous?: EndpointSets,
+  ) {}
+
+  get(namespace: string, name: string, port: number): EndpointSet {
+    const key = `${namespace}/${name}:${port}`;
+    let set = this.sets.get(key);
+    if (set) return set;
+    const svc = this.snapshot.services.find((s) => s.namespace === namespace && s.name === name);
+    const endpoints = (svc?.ports.find((p) => p.port === port)?.endpoints ?? []).map((e) => ({
+      address: e.address,
+      port: e.port,
+      origin: endpointOrigin(e.address, e.port),
+    }));
+    const old = this.previous?.sets.get(key);
+    // Same endpoints as before: keep the set, so round robin does not restart on every reload.
+    set = old && sameEndpoints(old, endpoints) ? old : new EndpointSet(endpoints);
+    this.sets.set(key, set);
+    return set;
+  }
+
+  /** Every upstream origin this view may send to. */
+  origins(): Set<string> {
+    const out = new Set<string>();
+    for (const s of this.sets.values()) for (const e of s.endpoints) out.add(e.origin);
+    return out;
+  }
+}
+
+function sameEndpoints(set: EndpointSet, endpoints: readonly { origin: string }[]): boolean {
+  return (
+    set.endpoints.length === endpoints.length &&
+    set.endpoints.every((e, i) => e.origin === endpoints[i]?.origin)
+  );
+}
+
+function compileBackend(b: BackendIR, sets: EndpointSets): CompiledBackend {
+  const out: CompiledBackend = {
+    key: `${b.namespace}/${b.name}:${b.port}`,
+    endpoints: sets.get(b.namespace, b.name, b.port),
+  };
+  if (b.invalid) out.invalid = `${b.invalid.reason}: ${b.invalid.message}`;
+  for (const f of b.filters) {
+    if (f.type === 'RequestHeaderModifier') out.requestHeaders = f.headers;
+    else if (f.type === 'ResponseHeaderModifier') out.responseHeaders = f.headers;
+  }
+  return out;
+}
+
+function compileRule(
+  snapshot: Snapshot,
+  gateway: GatewayIR,
+  listener: ListenerIR,
+  namespace: string,
+  name: string,
+  rule: Snapshot['routes'][number]['rules'][number],
+  policies: { securityPolicy?: string; backendTrafficPolicy?: string },
+  sets: EndpointSets,
+): CompiledRule {
+  const compiled: CompiledRule = {
+    id: `httproute/${namespace}/${name}/rule/${rule.index}`,
+    listener,
+    mirrors: [],
+    backends: weightedPicker(
+      rule.backends.map((b) => ({ item: compileBackend(b, sets), weight: b.weight })),
+    ),
+    hasBackends: rule.backends.length > 0,
+    requestTimeoutMs: rule.timeouts?.requestMs ?? 0,
+    backendTimeoutMs: rule.timeouts?.backendRequestMs ?? 0,
+  };
+  if (rule.retry && (rule.retry.attempts ?? 0) > 0)
+    compiled.retry = {
+      attempts: rule.retry.attempts ?? 0,
+      codes: new Set(rule.retry.codes),
+      backoffMs: rule.retry.backoffMs ?? 25,
+    };
+  for (const f of rule.filters) {
+    switch (f.type) {
+      case 'RequestHeaderModifier':
+        compiled.requestHeaders = f.headers;
+        break;
+      case 'ResponseHeaderModifier':
+        compiled.responseHeaders = f.headers;
+        break;
+      case 'RequestRedirect':
+        compiled.redirect = f;
+        break;
+      case 'URLRewrite':
+        compiled.rewrite = {
+          ...(f.hostname ? { hostname: f.hostname } : {}),
+          ...(f.path ? { path: f.path } : {}),
+        };
+        break;
+      case 'RequestMirror':
+        compiled.mirrors.push({
+          target: compileBackend(f.backend, sets),
+          numerator: f.fraction.numerator,
+          denominator: f.fraction.denominator,
+        });
+        break;
+      case 'CORS':
+        compiled.cors = f;
+        break;
+      case 'DirectResponse':
+        compiled.failure = { code: 'MG_ERR_INVALID_CONFIG', detail: f.message };
+        break;
+    }
+  }
+  for (const id of [policies.securityPolicy, policies.backendTrafficPolicy]) {
+    if (!id) continue;
+    const spec = snapshot.effectivePolicies[id]?.spec as
+      { invalid?: { message: string } } | undefined;
+    if (spec?.invalid)
+      compiled.failure = { code: 'MG_ERR_INVALID_CONFIG', detail: spec.invalid.message };
+  }
+  if (policies.securityPolicy) compiled.securityPolicy = policies.securityPolicy;
+  if (policies.backendTrafficPolicy) compiled.backendTrafficPolicy = policies.backendTrafficPolicy;
+  void gateway;
+  return compiled;
+}

@@ -1,0 +1,388 @@
+// The edge gateway in one process: binds a server per listener port, swaps views atomically on
+// every snapshot, and runs each request down the edge stack. A worker of the supervisor runs
+// one of these; tests run it in-process.
+
+import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http';
+import {
+  createSecureServer,
+  type Http2SecureServer,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+} from 'node:http2';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Snapshot } from '../shared/config/snapshot.ts';
+import { ProxyError } from '../shared/proxy/errors.ts';
+import type { ClientResponse } from '../shared/proxy/forward.ts';
+import { readClientHeaders, requestIdFor } from '../shared/proxy/headers.ts';
+import { sendProblem, toProxyError } from '../shared/proxy/problem.ts';
+import {
+  DEFAULT_UPSTREAM_POOL_OPTIONS,
+  UpstreamPools,
+  type UpstreamPoolOptions,
+} from '../shared/proxy/upstream-pools.ts';
+import { logRequest } from './access-log.ts';
+import { EdgeView } from './edge-view.ts';
+import { edgeStack, runStack, type Layer } from './edge-stack.ts';
+import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from './layers/enforce-request-limits.ts';
+import { proxyUpgrade, upgradeStack } from './upgrade.ts';
+import { EdgeRequest, type ClientRequest } from './request-context.ts';
+
+export interface ClientTimeouts {
+  /** Time for a client to send the request headers (slowloris guard). */
+  headersMs: number;
+  /** Time for a client to send the whole request. */
+  requestMs: number;
+  /** Idle keep-alive connections are closed after this long. */
+  keepAliveMs: number;
+}
+
+export const DEFAULT_CLIENT_TIMEOUTS: ClientTimeouts = {
+  headersMs: 10_000,
+  requestMs: 300_000,
+  keepAliveMs: 60_000,
+};
+
+export interface GatewayServerOptions {
+  listenHost: string;
+  portOffset: number;
+  /** "namespace/name" of the Gateways to serve; all of meshgate's when absent. */
+  gateways?: readonly string[];
+  logger: Logger;
+  limits?: RequestLimits;
+  /** Request header bytes accepted (Node's parser answers 431 beyond). */
+  maxHeaderBytes?: number;
+  timeouts?: ClientTimeouts;
+  pools?: UpstreamPoolOptions;
+  random?: () => number;
+  now?: () => number;
+}
+
+export interface BoundPort {
+  port: number;
+  boundPort: number;
+  address: string;
+  protocol: 'HTTP' | 'HTTPS';
+}
+
+export interface ApplyResult {
+  version: string;
+  ports: BoundPort[];
+  problems: string[];
+}
+
+type AnyServer = Server | Http2SecureServer;
+
+interface PortServer {
+  protocol: 'HTTP' | 'HTTPS';
+  server: AnyServer;
+  bound: BoundPort;
+  sessions: Set<Http2Session>;
+}
+
+export class GatewayServer {
+  private view: EdgeView | undefined;
+  private readonly servers = new Map<number, PortServer>();
+  private readonly pools: UpstreamPools;
+  private readonly layers: Layer[];
+  private readonly upgradeLayers: Layer[];
+  private readonly now: () => number;
+  private inflight = 0;
+  private draining = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly options: GatewayServerOptions) {
+    this.pools = new UpstreamPools(options.pools ?? DEFAULT_UPSTREAM_POOL_OPTIONS);
+    this.now = options.now ?? (() => performance.now());
+    const deps = {
+      pools: this.pools,
+      random: options.random ?? Math.random,
+      now: this.now,
+      limits: options.limits ?? DEFAULT_REQUEST_LIMITS,
+    };
+    this.layers = edgeStack(deps);
+    this.upgradeLayers = upgradeStack(deps);
+  }
+
+  get currentView(): EdgeView | undefined {
+    return this.view;
+  }
+
+  get inflightRequests(): number {
+    return this.inflight;
+  }
+
+  /** Serves a new snapshot: binds new ports, rebinds changed ones, closes dropped ones, swaps the view. */
+  async apply(snapshot: Snapshot): Promise<ApplyResult> {
+    const view = new EdgeView(
+      snapshot,
+      this.options.gateways ? { gateways: this.options.gateways } : {},
+      this.view,
+    );
+    const problems = [...view.problems];
+    this.view = view;
+    for (const [port, s] of this.servers) {
+      const next = view.ports.get(port);
+      if (!next || next.protocol !== s.protocol) {
+        this.servers.delete(port);
+        void this.closeServer(s);
+      }
+    }
+    for (const [port, edgePort] of view.ports) {
+      const existing = this.servers.get(port);
+      if (existing) {
+        if (edgePort.tls)
+          (existing.server as Http2SecureServer).setSecureContext(edgePort.tls.fallbackOptions);
+        continue;
+      }
+      try {
+        this.servers.set(
+          port,
+          await this.listen(port, edgePort.protocol, edgePort.tls?.fallbackOptions),
+        );
+      } catch (err) {
+        problems.push(
+          `port ${port} (bound as ${port + this.options.portOffset} on ${this.options.listenHost}): ${(err as Error).message}`,
+        );
+      }
+    }
+    // Requests in flight keep the previous view; pools for endpoints that left close once idle.
+    this.pools.retain(view.endpointSets.origins());
+    return {
+      version: view.version,
+      ports: [...this.servers.values()].map((s) => s.bound),
+      problems,
+    };
+  }
+
+  /** Addresses each served Gateway listens on, for its status.addresses. */
+  addresses(): { gateway: string; addresses: { type: 'IPAddress'; value: string }[] }[] {
+    return (this.view?.gateways ?? []).map((g) => ({
+      gateway: `${g.namespace}/${g.name}`,
+      addresses: [{ type: 'IPAddress', value: this.options.listenHost }],
+    }));
+  }
+
+  private listen(
+    port: number,
+    protocol: 'HTTP' | 'HTTPS',
+    tlsOptions: { cert: string; key: string } | undefined,
+  ): Promise<PortServer> {
+    const t = this.options.timeouts ?? DEFAULT_CLIENT_TIMEOUTS;
+    const limits = this.options.limits ?? DEFAULT_REQUEST_LIMITS;
+    const sessions = new Set<Http2Session>();
+    let server: AnyServer;
+    if (protocol === 'HTTP') {
+      const s = createServer({
+        maxHeaderSize: this.options.maxHeaderBytes ?? 65_536,
+        headersTimeout: t.headersMs,
+        requestTimeout: t.requestMs,
+        keepAliveTimeout: t.keepAliveMs,
+        requireHostHeader: true,
+        joinDuplicateHeaders: false,
+      });
+      // One more than the limit, so the limit layer can see a request went over it.
+      s.maxHeadersCount = limits.maxHeaders + 1;
+      s.on('request', (req, res) => this.handle(port, 'http', req, res));
+      s.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+        this.handleUpgrade(port, 'http', req, socket, head),
+      );
+      server = s;
+    } else {
+      const s = createSecureServer({
+        allowHTTP1: true,
+        ...(tlsOptions ?? {}),
+        SNICallback: (servername, cb) => cb(null, this.view?.secureContextFor(port, servername)),
+        maxHeaderListPairs: limits.maxHeaders + 1,
+        settings: { maxHeaderListSize: this.options.maxHeaderBytes ?? 65_536 },
+      });
+      s.on(
+        'request',
+        (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | ServerResponse) =>
+          this.handle(port, 'https', req, res as ClientResponse),
+      );
+      s.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+        this.handleUpgrade(port, 'https', req, socket, head),
+      );
+      s.on('session', (session: Http2Session) => {
+        sessions.add(session);
+        session.once('close', () => sessions.delete(session));
+        if (this.draining) session.close();
+      });
+      s.setTimeout(t.keepAliveMs);
+      server = s;
+    }
+    server.on('clientError', (err: Error & { code?: string }, socket: Duplex) =>
+      rejectMalformed(err, socket),
+    );
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port + this.options.portOffset, this.options.listenHost, () => {
+        server.removeListener('error', reject);
+        const addr = server.address();
+        const boundPort =
+          typeof addr === 'object' && addr ? addr.port : port + this.options.portOffset;
+        resolve({
+          protocol,
+          server,
+          sessions,
+          bound: { port, boundPort, address: this.options.listenHost, protocol },
+        });
+      });
+    });
+  }
+
+  private handle(
+    port: number,
+    scheme: 'http' | 'https',
+    req: ClientRequest,
+    res: ClientResponse,
+  ): void {
+    const view = this.view;
+    const edgePort = view?.ports.get(port);
+    const client = readClientHeaders(req.rawHeaders);
+    const requestId = requestIdFor(client.requestId);
+    if (!view || !edgePort) {
+      sendProblem(
+        res,
+        new ProxyError('MG_ERR_NO_ROUTE', `port ${port} is no longer served`),
+        requestId,
+      );
+      return;
+    }
+    if (this.draining && 'shouldKeepAlive' in res) res.setHeader('connection', 'close');
+    const r = new EdgeRequest(req, res, view, edgePort, scheme, client, requestId, this.now());
+    this.track(r);
+    try {
+      const pending = runStack(this.layers, r);
+      if (pending) pending.catch((err: unknown) => this.rescue(r, err));
+    } catch (err) {
+      this.rescue(r, err);
+    }
+  }
+
+  private handleUpgrade(
+    port: number,
+    scheme: 'http' | 'https',
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ): void {
+    const view = this.view;
+    const edgePort = view?.ports.get(port);
+    const client = readClientHeaders(req.rawHeaders);
+    const requestId = requestIdFor(client.requestId);
+    // A ServerResponse on the raw socket, so errors before the upgrade go out as normal responses.
+    const res = new ServerResponse(req);
+    res.assignSocket(socket as never);
+    res.shouldKeepAlive = false;
+    if (!view || !edgePort) {
+      sendProblem(
+        res,
+        new ProxyError('MG_ERR_NO_ROUTE', `port ${port} is no longer served`),
+        requestId,
+      );
+      return;
+    }
+    const r = new EdgeRequest(req, res, view, edgePort, scheme, client, requestId, this.now());
+    const finish = this.track(r);
+    const run = async () => {
+      await runStack(this.upgradeLayers, r);
+      if (!r.done) await proxyUpgrade(r, this.pools, socket, head, finish);
+    };
+    run().catch((err: unknown) => this.rescue(r, err));
+  }
+
+  /** Counts the request in flight until it ends; returns the function that ends it (logged once). */
+  private track(r: EdgeRequest): () => void {
+    this.inflight++;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      this.inflight--;
+      const status = r.res.statusCode === 101 ? 101 : r.res.headersSent ? r.res.statusCode : 0;
+      if (status !== 101 && !r.res.writableFinished && r.flags === '-') r.flags = 'DC';
+      logRequest(this.options.logger, r, status, this.now() - r.startedAt);
+      if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    };
+    r.res.once('finish', finish);
+    r.res.once('close', finish);
+    return finish;
+  }
+
+  private rescue(r: EdgeRequest, err: unknown): void {
+    const e = toProxyError(err);
+    r.flags = e.definition.flag;
+    r.done = true;
+    if (e.code === 'MG_ERR_INTERNAL')
+      this.options.logger.error({ err, request_id: r.requestId }, 'internal error');
+    sendProblem(r.res, e, r.requestId, r.path ? { instance: r.path } : {});
+  }
+
+  /**
+   * Graceful stop: no new connections, keep-alive connections told to close, in-flight requests
+   * given `timeoutMs` to finish; then everything is closed.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    const closing = [...this.servers.values()].map((s) => this.closeServer(s));
+    if (this.inflight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    for (const s of this.servers.values()) forceClose(s);
+    this.servers.clear();
+    await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 100))]);
+    await this.pools.close();
+  }
+
+  async close(): Promise<void> {
+    await this.drain(0);
+  }
+
+  private closeServer(s: PortServer): Promise<void> {
+    return new Promise((resolve) => {
+      s.server.close(() => resolve());
+      if ('closeIdleConnections' in s.server) s.server.closeIdleConnections();
+      for (const session of s.sessions) session.close();
+    });
+  }
+}
+
+function forceClose(s: PortServer): void {
+  if ('closeAllConnections' in s.server) s.server.closeAllConnections();
+  for (const session of s.sessions) session.destroy();
+}
+
+/** Malformed HTTP (smuggling attempts, oversized headers): a short answer, then the connection is closed. */
+function rejectMalformed(err: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const status =
+    err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const reason =
+    status === 431
+      ? 'Request Header Fields Too Large'
+      : status === 408
+        ? 'Request Timeout'
+        : 'Bad Request';
+  const body = JSON.stringify({
+    type: 'https://meshgate.io/errors/MG_ERR_BAD_REQUEST',
+    title: 'Malformed HTTP request',
+    status,
+    detail: err.code ?? err.message,
+    response_flags: 'DPE',
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}

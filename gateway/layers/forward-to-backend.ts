@@ -1,0 +1,178 @@
+import { PassThrough, type Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Dispatcher } from 'undici';
+import { ProxyError } from '../../shared/proxy/errors.ts';
+import { forward, RetryableResponse } from '../../shared/proxy/forward.ts';
+import { applyHeaderOps, type HeaderMap } from '../../shared/proxy/headers.ts';
+import type { UpstreamPools } from '../../shared/proxy/upstream-pools.ts';
+import type { CompiledBackend, CompiledRule, Mirror } from '../edge-view.ts';
+import type { EdgeRequest } from '../request-context.ts';
+import { hostWithoutPort, modifyPath } from './answer-rule-directly.ts';
+
+export interface ForwardDeps {
+  pools: UpstreamPools;
+  random: () => number;
+  now: () => number;
+}
+
+/**
+ * The backend layer: picks a backendRef by weight and an endpoint by round robin, applies the
+ * rule's request filters, mirrors, and forwards with the rule's timeouts and retries.
+ */
+export function forwardToBackend(deps: ForwardDeps) {
+  return async function forwardToBackend(r: EdgeRequest): Promise<void> {
+    const rule = r.rule as CompiledRule;
+    if (!rule.hasBackends)
+      throw new ProxyError('MG_ERR_NO_BACKEND', `${rule.id} has no backendRefs`);
+    const backend = rule.backends.pick(deps.random);
+    if (!backend)
+      throw new ProxyError('MG_ERR_NO_BACKEND', `every backendRef of ${rule.id} has weight 0`);
+    if (backend.invalid)
+      throw new ProxyError('MG_ERR_INVALID_BACKEND', `${backend.key}: ${backend.invalid}`);
+
+    const headers = upstreamHeaders(r, rule, backend);
+    const path = upstreamPath(r, rule);
+    let body: Readable | null = r.client.hasBody ? r.req : null;
+    const mirrors =
+      rule.mirrors.length > 0
+        ? rule.mirrors.filter((m) => deps.random() * m.denominator < m.numerator)
+        : [];
+    if (mirrors.length > 0) body = sendMirrors(r, mirrors, headers, path, body, deps.pools);
+
+    const deadline = rule.requestTimeoutMs > 0 ? r.startedAt + rule.requestTimeoutMs : 0;
+    // A streamed body cannot be sent twice: retries are for bodiless requests.
+    const attempts = 1 + (rule.retry && body === null ? rule.retry.attempts : 0);
+    for (let attempt = 1; ; attempt++) {
+      const endpoint = backend.endpoints.pick();
+      if (!endpoint)
+        throw new ProxyError('MG_ERR_NO_HEALTHY_UPSTREAM', `${backend.key} has no ready endpoint`);
+      r.upstream = endpoint.origin;
+      const remaining = deadline > 0 ? deadline - deps.now() : 0;
+      if (deadline > 0 && remaining <= 0)
+        throw new ProxyError(
+          'MG_ERR_UPSTREAM_TIMEOUT',
+          `${rule.id}: request timeout of ${rule.requestTimeoutMs} ms reached`,
+        );
+      const timeoutMs = minPositive(rule.backendTimeoutMs, remaining);
+      const last = attempt >= attempts;
+      try {
+        await forward(
+          {
+            dispatcher: deps.pools.get(endpoint.origin) as Dispatcher,
+            origin: endpoint.origin,
+            method: r.method,
+            path,
+            headers,
+            body,
+            timeoutMs,
+          },
+          r.res,
+          {
+            responseHeaders: (_status, h) => {
+              if (rule.responseHeaders) applyHeaderOps(h, rule.responseHeaders);
+              if (backend.responseHeaders) applyHeaderOps(h, backend.responseHeaders);
+              if (r.corsHeaders) Object.assign(h, r.corsHeaders);
+            },
+            ...(!last && rule.retry
+              ? {
+                  retryOn: (status: number) =>
+                    (rule.retry as { codes: ReadonlySet<number> }).codes.has(status),
+                }
+              : {}),
+          },
+        );
+        return;
+      } catch (err) {
+        const retryable =
+          err instanceof RetryableResponse ||
+          (err instanceof ProxyError && err.code === 'MG_ERR_UPSTREAM_CONNECT');
+        if (last || !retryable || r.res.headersSent) {
+          if (err instanceof RetryableResponse)
+            throw new ProxyError(
+              'MG_ERR_UPSTREAM_RESET',
+              `retry budget spent; last answer was ${err.status}`,
+            );
+          throw err;
+        }
+        r.flags = 'URX';
+        await sleep(backoff(rule.retry?.backoffMs ?? 25, attempt, deps.random));
+      }
+    }
+  };
+}
+
+function minPositive(a: number, b: number): number {
+  if (a > 0 && b > 0) return Math.min(a, b);
+  return a > 0 ? a : b > 0 ? b : 0;
+}
+
+/** Exponential backoff with full jitter, capped at ten times the base (Envoy's default shape). */
+function backoff(baseMs: number, attempt: number, random: () => number): number {
+  return Math.min(baseMs * 2 ** (attempt - 1), baseMs * 10) * random();
+}
+
+function upstreamHeaders(r: EdgeRequest, rule: CompiledRule, backend: CompiledBackend): HeaderMap {
+  const headers = r.client.headers;
+  const host = r.client.host as string;
+  headers.host = rule.rewrite?.hostname ?? host;
+  headers['x-forwarded-for'] = r.client.forwardedFor
+    ? `${r.client.forwardedFor}, ${r.clientAddress}`
+    : r.clientAddress;
+  headers['x-forwarded-proto'] = r.scheme;
+  headers['x-forwarded-host'] = host;
+  headers['x-request-id'] = r.requestId;
+  if (r.client.wantsTrailers) headers.te = 'trailers';
+  if (rule.requestHeaders) applyHeaderOps(headers, rule.requestHeaders);
+  if (backend.requestHeaders) applyHeaderOps(headers, backend.requestHeaders);
+  return headers;
+}
+
+function upstreamPath(r: EdgeRequest, rule: CompiledRule): string {
+  const p = rule.rewrite?.path
+    ? modifyPath(r.path, rule.rewrite.path, r.match?.prefixLength ?? 0)
+    : r.path;
+  return r.query ? `${p}?${r.query}` : p;
+}
+
+/**
+ * RequestMirror: a copy goes to one endpoint of the mirror backend, its answer is dropped. A
+ * body is teed; a mirror that cannot keep up is cut off rather than slowing the real request.
+ */
+function sendMirrors(
+  r: EdgeRequest,
+  mirrors: readonly Mirror[],
+  headers: HeaderMap,
+  path: string,
+  body: Readable | null,
+  pools: UpstreamPools,
+): Readable | null {
+  const copies: PassThrough[] = [];
+  for (const m of mirrors) {
+    const endpoint = m.target.endpoints.pick();
+    if (!endpoint || m.target.invalid) continue;
+    const copy = body ? new PassThrough({ highWaterMark: 1 << 20 }) : null;
+    if (copy) copies.push(copy);
+    const mirrored: HeaderMap = {
+      ...headers,
+      host: `${hostWithoutPort(String(headers.host))}-shadow`,
+    };
+    pools
+      .get(endpoint.origin)
+      .request({ origin: endpoint.origin, method: r.method, path, headers: mirrored, body: copy })
+      .then((res) => res.body.dump())
+      .catch(() => copy?.destroy());
+  }
+  if (!body || copies.length === 0) return body;
+  const main = new PassThrough();
+  body.on('data', (chunk: Buffer) => {
+    for (const c of copies) if (!c.destroyed && !c.write(chunk)) c.destroy();
+    if (!main.write(chunk)) body.pause();
+  });
+  main.on('drain', () => body.resume());
+  body.on('end', () => {
+    main.end();
+    for (const c of copies) if (!c.destroyed) c.end();
+  });
+  body.on('error', (err) => main.destroy(err));
+  return main;
+}

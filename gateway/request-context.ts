@@ -1,0 +1,55 @@
+import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
+import type { ClientHeaders } from '../shared/proxy/headers.ts';
+import type { ClientResponse } from '../shared/proxy/forward.ts';
+import type { RouteMatch } from '../shared/routing/route-table.ts';
+import type { CompiledRule, EdgePort, EdgeView, RouteHit } from './edge-view.ts';
+
+export type ClientRequest = IncomingMessage | Http2ServerRequest;
+
+/**
+ * One request as it moves down the edge stack. Created with every field set, so its shape never
+ * changes on the hot path; layers fill in what they learn.
+ */
+export class EdgeRequest {
+  /** Normalized path and the raw query (without "?"), set by normalizeRequestPath. */
+  path = '';
+  query = '';
+  match: RouteMatch<RouteHit> | undefined = undefined;
+  rule: CompiledRule | undefined = undefined;
+  /** Origin of the upstream endpoint that got the request, for the log. */
+  upstream = '';
+  /** Response flags for the access log ("-" when none). */
+  flags = '-';
+  /** Whether a layer already answered. */
+  done = false;
+  /** CORS headers to add to the upstream's response. */
+  corsHeaders: Record<string, string> | undefined = undefined;
+  /** Data the authentication layers attach for authorization and rate limiting. */
+  principal: Record<string, unknown> | undefined = undefined;
+
+  constructor(
+    readonly req: ClientRequest,
+    readonly res: ClientResponse,
+    readonly view: EdgeView,
+    readonly port: EdgePort,
+    readonly scheme: 'http' | 'https',
+    readonly client: ClientHeaders,
+    readonly requestId: string,
+    readonly startedAt: number,
+  ) {}
+
+  get method(): string {
+    return this.req.method ?? 'GET';
+  }
+
+  get clientAddress(): string {
+    return this.req.socket.remoteAddress ?? '';
+  }
+
+  /** Request header by lowercase name (first value). */
+  header(name: string): string | undefined {
+    const v = this.client.headers[name];
+    return Array.isArray(v) ? v[0] : v;
+  }
+}
