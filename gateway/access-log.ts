@@ -3,16 +3,21 @@ import type { EdgeRequest } from './request-context.ts';
 
 export type AccessLogTarget = 'stdout' | 'off' | string;
 
-/** The gateway's logger: JSON lines, written asynchronously so the request path does not wait on I/O. */
+/**
+ * The gateway's logger: JSON lines, written asynchronously so the request path does not wait on
+ * I/O. `sync`: every line written at once, for rare events that must be seen as they happen (the
+ * supervisor's), not held in a 4 KB buffer.
+ */
 export function createLogger(
   target: AccessLogTarget = 'stdout',
   name = 'meshgate-gateway',
+  options: { sync?: boolean } = {},
 ): Logger {
   if (target === 'off') return pino({ enabled: false });
   const dest = pino.destination({
     dest: target === 'stdout' ? 1 : target,
-    sync: false,
-    minLength: 4096,
+    sync: options.sync ?? false,
+    minLength: options.sync ? 0 : 4096,
   });
   return pino({ name, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, dest);
 }

@@ -8,6 +8,8 @@ import { matchRoute } from './layers/match-route.ts';
 import { rejectMisdirected } from './layers/reject-misdirected.ts';
 import { applyCors } from './layers/apply-cors.ts';
 import { failClosedRule, redirectRequest } from './layers/answer-rule-directly.ts';
+import { authenticate } from './layers/authenticate.ts';
+import { authorize } from './layers/authorize.ts';
 import { forwardToBackend, type ForwardDeps } from './layers/forward-to-backend.ts';
 import type { EdgeRequest } from './request-context.ts';
 
@@ -23,8 +25,10 @@ export function edgeStack(deps: EdgeStackDeps): Layer[] {
     normalizeRequestPath,
     matchRoute,
     rejectMisdirected,
-    applyCors,
     failClosedRule,
+    applyCors,
+    authenticate,
+    authorize,
     redirectRequest,
     forwardToBackend(deps),
   ];

@@ -15,7 +15,15 @@ import type {
   RouteAttachmentIR,
   Snapshot,
 } from '../shared/config/snapshot.ts';
+import type { SecurityPolicySpec } from '../shared/config/schemas/envoy-gateway.ts';
+import { compileCors, type CorsPolicy } from '../shared/proxy/cors.ts';
 import { hostnameMatches } from '../shared/routing/hostname.ts';
+import {
+  compileSecurityPolicy,
+  type AuthRuntime,
+  type CompiledSecurityPolicy,
+} from './auth/security-policy.ts';
+import { clientIPResolver, type ClientIPDetection, type ClientIPResolver } from './client-ip.ts';
 import type { PathNormalization } from '../shared/routing/normalize-path.ts';
 import {
   compileRouteTable,
@@ -32,7 +40,8 @@ export interface CompiledRule {
   /** Answer without forwarding: an invalid policy or unresolvable filter (fail closed). */
   failure?: { code: 'MG_ERR_INVALID_CONFIG'; detail: string };
   redirect?: Extract<FilterIR, { type: 'RequestRedirect' }>;
-  cors?: Extract<FilterIR, { type: 'CORS' }>;
+  cors?: CorsPolicy;
+  security?: CompiledSecurityPolicy;
   requestHeaders?: HeaderModifierIR;
   responseHeaders?: HeaderModifierIR;
   rewrite?: { hostname?: string; path?: PathModifierIR };
@@ -58,8 +67,15 @@ export interface CompiledBackend {
   key: string;
   invalid?: string;
   endpoints: EndpointSet;
+  /** The backendRef's own filters (HTTPBackendRef.filters), applied after the rule's. */
   requestHeaders?: HeaderModifierIR;
   responseHeaders?: HeaderModifierIR;
+  /** An unresolvable filter on the backendRef: requests sent here fail closed (500). */
+  failure?: { code: 'MG_ERR_INVALID_CONFIG'; detail: string };
+  redirect?: Extract<FilterIR, { type: 'RequestRedirect' }>;
+  rewrite?: { hostname?: string; path?: PathModifierIR };
+  cors?: CorsPolicy;
+  mirrors: Mirror[];
 }
 
 export interface RouteHit {
@@ -76,6 +92,7 @@ export interface EdgePort {
   listeners: ListenerIR[];
   table: RouteTable<RouteHit>;
   pathSettings: PathNormalization;
+  clientIP: ClientIPResolver;
   tls?: EdgeTLS;
 }
 
@@ -90,6 +107,8 @@ export interface EdgeTLS {
 export interface EdgeViewOptions {
   /** "namespace/name" of the Gateways to serve; all of meshgate's when absent. */
   gateways?: readonly string[];
+  /** Long-lived state the view's policies share across reloads (JWKS, verified tokens). */
+  auth: AuthRuntime;
 }
 
 export class EdgeView {
@@ -101,7 +120,7 @@ export class EdgeView {
 
   constructor(
     readonly snapshot: Snapshot,
-    options: EdgeViewOptions = {},
+    options: EdgeViewOptions,
     previous?: EdgeView,
   ) {
     this.version = snapshot.version;
@@ -111,6 +130,19 @@ export class EdgeView {
     );
     const endpointSets = new EndpointSets(snapshot, previous?.endpointSets);
     this.endpointSets = endpointSets;
+    const security = new Map<string, CompiledSecurityPolicy>();
+    const securityPolicy = (id: string | undefined): CompiledSecurityPolicy | undefined => {
+      if (!id) return undefined;
+      let compiled = security.get(id);
+      const spec = snapshot.effectivePolicies[id]?.spec as
+        (SecurityPolicySpec & { invalid?: unknown }) | undefined;
+      if (!compiled && spec && !spec.invalid)
+        security.set(
+          id,
+          (compiled = compileSecurityPolicy(id, spec, snapshot.policySecrets, options.auth)),
+        );
+      return compiled;
+    };
     const routes = routesByKey(snapshot);
 
     const byPort = new Map<number, { gateway: GatewayIR; listener: ListenerIR }[]>();
@@ -129,7 +161,7 @@ export class EdgeView {
         return false;
       });
       const listeners = usable.map((u) => u.listener);
-      const entries = usable.flatMap(({ gateway, listener }) =>
+      const entries = usable.flatMap(({ listener }) =>
         listenerRouteEntries(listener, routes).map((e) => ({
           route: e.route,
           hostnames: e.hostnames,
@@ -139,13 +171,13 @@ export class EdgeView {
             rules: e.route.rules.map((rule, i) =>
               compileRule(
                 snapshot,
-                gateway,
                 listener,
                 e.route.namespace,
                 e.route.name,
                 rule,
                 e.attachment.rules[i] ?? {},
                 endpointSets,
+                securityPolicy,
               ),
             ),
           } satisfies RouteHit,
@@ -155,7 +187,8 @@ export class EdgeView {
         listeners.find((l) => l.clientTrafficPolicy)?.clientTrafficPolicy ??
         usable[0]?.gateway.clientTrafficPolicy;
       const ctp = ctpId
-        ? (snapshot.effectivePolicies[ctpId]?.spec as { path?: PathNormalization } | undefined)
+        ? (snapshot.effectivePolicies[ctpId]?.spec as
+            { path?: PathNormalization; clientIPDetection?: ClientIPDetection } | undefined)
         : undefined;
       const edgePort: EdgePort = {
         port,
@@ -164,6 +197,7 @@ export class EdgeView {
         listeners,
         table: compileRouteTable(entries),
         pathSettings: ctp?.path ?? {},
+        clientIP: clientIPResolver(ctp?.clientIPDetection),
       };
       if (protocol === 'HTTPS') {
         const tls = this.buildTLS(listeners);
@@ -278,24 +312,54 @@ function compileBackend(b: BackendIR, sets: EndpointSets): CompiledBackend {
   const out: CompiledBackend = {
     key: `${b.namespace}/${b.name}:${b.port}`,
     endpoints: sets.get(b.namespace, b.name, b.port),
+    mirrors: [],
   };
   if (b.invalid) out.invalid = `${b.invalid.reason}: ${b.invalid.message}`;
+  // Every filter type a backendRef may carry is honoured; none is dropped silently.
   for (const f of b.filters) {
-    if (f.type === 'RequestHeaderModifier') out.requestHeaders = f.headers;
-    else if (f.type === 'ResponseHeaderModifier') out.responseHeaders = f.headers;
+    switch (f.type) {
+      case 'RequestHeaderModifier':
+        out.requestHeaders = f.headers;
+        break;
+      case 'ResponseHeaderModifier':
+        out.responseHeaders = f.headers;
+        break;
+      case 'RequestRedirect':
+        out.redirect = f;
+        break;
+      case 'URLRewrite':
+        out.rewrite = {
+          ...(f.hostname ? { hostname: f.hostname } : {}),
+          ...(f.path ? { path: f.path } : {}),
+        };
+        break;
+      case 'RequestMirror':
+        out.mirrors.push({
+          target: compileBackend(f.backend, sets),
+          numerator: f.fraction.numerator,
+          denominator: f.fraction.denominator,
+        });
+        break;
+      case 'CORS':
+        out.cors = compileCors(f);
+        break;
+      case 'DirectResponse':
+        out.failure = { code: 'MG_ERR_INVALID_CONFIG', detail: f.message };
+        break;
+    }
   }
   return out;
 }
 
 function compileRule(
   snapshot: Snapshot,
-  gateway: GatewayIR,
   listener: ListenerIR,
   namespace: string,
   name: string,
   rule: Snapshot['routes'][number]['rules'][number],
   policies: { securityPolicy?: string; backendTrafficPolicy?: string },
   sets: EndpointSets,
+  securityPolicy: (id: string | undefined) => CompiledSecurityPolicy | undefined,
 ): CompiledRule {
   const compiled: CompiledRule = {
     id: `httproute/${namespace}/${name}/rule/${rule.index}`,
@@ -339,7 +403,7 @@ function compileRule(
         });
         break;
       case 'CORS':
-        compiled.cors = f;
+        compiled.cors = compileCors(f);
         break;
       case 'DirectResponse':
         compiled.failure = { code: 'MG_ERR_INVALID_CONFIG', detail: f.message };
@@ -355,6 +419,11 @@ function compileRule(
   }
   if (policies.securityPolicy) compiled.securityPolicy = policies.securityPolicy;
   if (policies.backendTrafficPolicy) compiled.backendTrafficPolicy = policies.backendTrafficPolicy;
-  void gateway;
+  const security = securityPolicy(policies.securityPolicy);
+  if (security) {
+    compiled.security = security;
+    // The route's own CORS filter is more specific than the policy's.
+    if (!compiled.cors && security.cors) compiled.cors = compileCors(security.cors);
+  }
   return compiled;
 }

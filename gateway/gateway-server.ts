@@ -24,6 +24,10 @@ import {
   type UpstreamPoolOptions,
 } from '../shared/proxy/upstream-pools.ts';
 import { logRequest } from './access-log.ts';
+import { JwksCache } from './auth/jwks-cache.ts';
+import type { JwtPrincipal } from './auth/jwt-authenticator.ts';
+import type { AuthRuntime } from './auth/security-policy.ts';
+import { TokenCache } from './auth/token-cache.ts';
 import { EdgeView } from './edge-view.ts';
 import { edgeStack, runStack, type Layer } from './edge-stack.ts';
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from './layers/enforce-request-limits.ts';
@@ -57,7 +61,10 @@ export interface GatewayServerOptions {
   timeouts?: ClientTimeouts;
   pools?: UpstreamPoolOptions;
   random?: () => number;
+  /** Monotonic ms, for durations. */
   now?: () => number;
+  /** ms since epoch, for token expiry. */
+  wallClock?: () => number;
 }
 
 export interface BoundPort {
@@ -89,6 +96,7 @@ export class GatewayServer {
   private readonly layers: Layer[];
   private readonly upgradeLayers: Layer[];
   private readonly now: () => number;
+  private readonly auth: AuthRuntime;
   private inflight = 0;
   private draining = false;
   private idleWaiters: (() => void)[] = [];
@@ -96,6 +104,21 @@ export class GatewayServer {
   constructor(private readonly options: GatewayServerOptions) {
     this.pools = new UpstreamPools(options.pools ?? DEFAULT_UPSTREAM_POOL_OPTIONS);
     this.now = options.now ?? (() => performance.now());
+    const wallClock = options.wallClock ?? (() => Date.now());
+    this.auth = {
+      wallClock,
+      tokens: new TokenCache<JwtPrincipal>(10_000, wallClock),
+      jwks: new JwksCache({
+        now: wallClock,
+        cooldownMs: 30_000,
+        fetchTimeoutMs: 5_000,
+        onError: (uri, err) =>
+          options.logger.warn(
+            { uri, err: err.message },
+            'JWKS fetch failed; serving the keys already known',
+          ),
+      }),
+    };
     const deps = {
       pools: this.pools,
       random: options.random ?? Math.random,
@@ -118,7 +141,7 @@ export class GatewayServer {
   async apply(snapshot: Snapshot): Promise<ApplyResult> {
     const view = new EdgeView(
       snapshot,
-      this.options.gateways ? { gateways: this.options.gateways } : {},
+      { auth: this.auth, ...(this.options.gateways ? { gateways: this.options.gateways } : {}) },
       this.view,
     );
     const problems = [...view.problems];

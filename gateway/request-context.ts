@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
 import type { ClientHeaders } from '../shared/proxy/headers.ts';
+import type { JwtPrincipal } from './auth/jwt-authenticator.ts';
 import type { ClientResponse } from '../shared/proxy/forward.ts';
 import type { RouteMatch } from '../shared/routing/route-table.ts';
 import type { CompiledRule, EdgePort, EdgeView, RouteHit } from './edge-view.ts';
@@ -25,8 +26,9 @@ export class EdgeRequest {
   done = false;
   /** CORS headers to add to the upstream's response. */
   corsHeaders: Record<string, string> | undefined = undefined;
-  /** Data the authentication layers attach for authorization and rate limiting. */
-  principal: Record<string, unknown> | undefined = undefined;
+  /** What authentication established, for authorization and rate limiting. */
+  readonly principal: { jwt?: JwtPrincipal; apiKeyClient?: string } = {};
+  private resolvedClientIP: string | undefined = undefined;
 
   constructor(
     readonly req: ClientRequest,
@@ -45,6 +47,12 @@ export class EdgeRequest {
 
   get clientAddress(): string {
     return this.req.socket.remoteAddress ?? '';
+  }
+
+  /** The client as ClientTrafficPolicy's clientIPDetection sees it (the peer when none). */
+  get clientIP(): string {
+    this.resolvedClientIP ??= this.port.clientIP(this.clientAddress, this.client.forwardedFor);
+    return this.resolvedClientIP;
   }
 
   /** Request header by lowercase name (first value). */

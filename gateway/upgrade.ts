@@ -50,14 +50,12 @@ export async function proxyUpgrade(
   const protocol = r.req.headers.upgrade ?? 'websocket';
   let upgraded: { headers: Record<string, string | string[] | undefined>; socket: Duplex };
   try {
-    upgraded = (await pools
-      .get(endpoint.origin)
-      .upgrade({
-        path: r.query ? `${r.path}?${r.query}` : r.path,
-        method: r.method,
-        headers,
-        protocol,
-      })) as typeof upgraded;
+    upgraded = (await pools.get(endpoint.origin).upgrade({
+      path: r.query ? `${r.path}?${r.query}` : r.path,
+      method: r.method,
+      headers,
+      protocol,
+    })) as typeof upgraded;
   } catch (err) {
     throw classify(err as Error, endpoint.origin);
   }

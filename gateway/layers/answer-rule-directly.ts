@@ -1,5 +1,8 @@
+import type { FilterIR } from '../../shared/config/snapshot.ts';
 import { ProxyError } from '../../shared/proxy/errors.ts';
 import type { EdgeRequest } from '../request-context.ts';
+
+type RedirectFilter = Extract<FilterIR, { type: 'RequestRedirect' }>;
 
 /** A rule that cannot be served as configured fails closed (500), never open. */
 export function failClosedRule(r: EdgeRequest): void {
@@ -10,19 +13,18 @@ export function failClosedRule(r: EdgeRequest): void {
 /** RequestRedirect: the Location the Gateway API's HTTPRequestRedirectFilter describes. */
 export function redirectRequest(r: EdgeRequest): void {
   const f = r.rule?.redirect;
-  if (!f || !r.match) return;
+  if (f) answerRedirect(r, f);
+}
+
+/** Answers with a redirect (a rule's or a backendRef's RequestRedirect filter). */
+export function answerRedirect(r: EdgeRequest, f: RedirectFilter): void {
   const scheme = f.scheme ?? r.scheme;
   const host = f.hostname ?? hostWithoutPort(r.client.host as string);
-  // No port given: a new scheme means its well-known port; otherwise the port the client used.
-  const port =
-    f.port ??
-    (f.scheme
-      ? f.scheme === 'https'
-        ? 443
-        : 80
-      : (r.req.socket.localPort ?? (scheme === 'https' ? 443 : 80)));
+  // No port given: a new scheme means its well-known port; otherwise the Gateway listener's port
+  // (from config: the socket's own port differs when the gateway binds with a port offset).
+  const port = f.port ?? (f.scheme ? (f.scheme === 'https' ? 443 : 80) : r.port.port);
   const defaultPort = (scheme === 'http' && port === 80) || (scheme === 'https' && port === 443);
-  const path = f.path ? modifyPath(r.path, f.path, r.match.prefixLength ?? 0) : r.path;
+  const path = f.path ? modifyPath(r.path, f.path, r.match?.prefixLength ?? 0) : r.path;
   const location = `${scheme}://${host}${defaultPort ? '' : `:${port}`}${path}${r.query ? `?${r.query}` : ''}`;
   r.done = true;
   r.res.writeHead(f.statusCode, { location, 'x-request-id': r.requestId, 'content-length': '0' });

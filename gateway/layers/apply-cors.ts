@@ -1,16 +1,16 @@
-import { compileCors, type CorsPolicy } from '../../shared/proxy/cors.ts';
+import type { CorsPolicy } from '../../shared/proxy/cors.ts';
 import type { EdgeRequest } from '../request-context.ts';
 
-const compiled = new WeakMap<object, CorsPolicy>();
-
-/** Answers CORS preflights of a rule with a CORS filter; actual requests get headers on the way back. */
+/** Answers CORS preflights of a rule with CORS (its filter or its SecurityPolicy's); actual requests get headers on the way back. */
 export function applyCors(r: EdgeRequest): void {
-  const filter = r.rule?.cors;
-  if (!filter) return;
+  const policy = r.rule?.cors;
+  if (policy) answerCors(r, policy);
+}
+
+/** A rule's or a backendRef's CORS: answers a preflight, or notes the headers for the response. */
+export function answerCors(r: EdgeRequest, policy: CorsPolicy): void {
   const origin = r.header('origin');
   if (!origin) return;
-  let policy = compiled.get(filter);
-  if (!policy) compiled.set(filter, (policy = compileCors(filter)));
   const requestMethod = r.header('access-control-request-method');
   if (r.method === 'OPTIONS' && requestMethod) {
     r.done = true;

@@ -1,13 +1,15 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
+import { addCorsHeaders } from '../../shared/proxy/cors.ts';
 import { ProxyError } from '../../shared/proxy/errors.ts';
 import { forward, RetryableResponse } from '../../shared/proxy/forward.ts';
 import { applyHeaderOps, type HeaderMap } from '../../shared/proxy/headers.ts';
 import type { UpstreamPools } from '../../shared/proxy/upstream-pools.ts';
 import type { CompiledBackend, CompiledRule, Mirror } from '../edge-view.ts';
 import type { EdgeRequest } from '../request-context.ts';
-import { hostWithoutPort, modifyPath } from './answer-rule-directly.ts';
+import { answerRedirect, hostWithoutPort, modifyPath } from './answer-rule-directly.ts';
+import { answerCors } from './apply-cors.ts';
 
 export interface ForwardDeps {
   pools: UpstreamPools;
@@ -29,13 +31,22 @@ export function forwardToBackend(deps: ForwardDeps) {
       throw new ProxyError('MG_ERR_NO_BACKEND', `every backendRef of ${rule.id} has weight 0`);
     if (backend.invalid)
       throw new ProxyError('MG_ERR_INVALID_BACKEND', `${backend.key}: ${backend.invalid}`);
+    // The chosen backendRef's own filters: fail closed, redirect or CORS may answer right here.
+    if (backend.failure) throw new ProxyError(backend.failure.code, backend.failure.detail);
+    if (backend.redirect) return answerRedirect(r, backend.redirect);
+    if (backend.cors && !rule.cors) {
+      answerCors(r, backend.cors);
+      if (r.done) return;
+    }
 
     const headers = upstreamHeaders(r, rule, backend);
-    const path = upstreamPath(r, rule);
+    const path = upstreamPath(r, rule, backend);
     let body: Readable | null = r.client.hasBody ? r.req : null;
+    const configured =
+      backend.mirrors.length > 0 ? [...rule.mirrors, ...backend.mirrors] : rule.mirrors;
     const mirrors =
-      rule.mirrors.length > 0
-        ? rule.mirrors.filter((m) => deps.random() * m.denominator < m.numerator)
+      configured.length > 0
+        ? configured.filter((m) => deps.random() * m.denominator < m.numerator)
         : [];
     if (mirrors.length > 0) body = sendMirrors(r, mirrors, headers, path, body, deps.pools);
 
@@ -71,7 +82,7 @@ export function forwardToBackend(deps: ForwardDeps) {
             responseHeaders: (_status, h) => {
               if (rule.responseHeaders) applyHeaderOps(h, rule.responseHeaders);
               if (backend.responseHeaders) applyHeaderOps(h, backend.responseHeaders);
-              if (r.corsHeaders) Object.assign(h, r.corsHeaders);
+              if (r.corsHeaders) addCorsHeaders(h, r.corsHeaders);
             },
             ...(!last && rule.retry
               ? {
@@ -114,7 +125,7 @@ function backoff(baseMs: number, attempt: number, random: () => number): number 
 function upstreamHeaders(r: EdgeRequest, rule: CompiledRule, backend: CompiledBackend): HeaderMap {
   const headers = r.client.headers;
   const host = r.client.host as string;
-  headers.host = rule.rewrite?.hostname ?? host;
+  headers.host = backend.rewrite?.hostname ?? rule.rewrite?.hostname ?? host;
   headers['x-forwarded-for'] = r.client.forwardedFor
     ? `${r.client.forwardedFor}, ${r.clientAddress}`
     : r.clientAddress;
@@ -127,10 +138,10 @@ function upstreamHeaders(r: EdgeRequest, rule: CompiledRule, backend: CompiledBa
   return headers;
 }
 
-function upstreamPath(r: EdgeRequest, rule: CompiledRule): string {
-  const p = rule.rewrite?.path
-    ? modifyPath(r.path, rule.rewrite.path, r.match?.prefixLength ?? 0)
-    : r.path;
+/** The path sent upstream: a backendRef's URLRewrite path wins over the rule's (both rewrite the request's path). */
+function upstreamPath(r: EdgeRequest, rule: CompiledRule, backend: CompiledBackend): string {
+  const modifier = backend.rewrite?.path ?? rule.rewrite?.path;
+  const p = modifier ? modifyPath(r.path, modifier, r.match?.prefixLength ?? 0) : r.path;
   return r.query ? `${p}?${r.query}` : p;
 }
 

@@ -19,6 +19,11 @@ export interface Snapshot {
   policies: PolicyIR[];
   /** Merged policy configurations, referenced by id from the attachment points. */
   effectivePolicies: Record<string, EffectivePolicyIR>;
+  /**
+   * Secret data that accepted policies need at run time, keyed "namespace/name": API keys only
+   * as digests ("sha256:…", see apiKeyDigest), OIDC client credentials as they are.
+   */
+  policySecrets: Record<string, Record<string, string>>;
   /** Istio security policies, normalized; which workloads they select is decided per workload. */
   meshSecurity: MeshSecurityIR;
   apis: ApiDefinitionIR[];

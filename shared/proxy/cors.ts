@@ -47,7 +47,6 @@ function withDefaultPort(origin: string): string {
 
 export function compileCors(c: CorsConfig): CorsPolicy {
   const matchers = c.allowOrigins.map(originMatcher);
-  const anyOrigin = c.allowOrigins.includes('*');
   const anyMethod = c.allowMethods.includes('*');
   const anyHeader = c.allowHeaders.includes('*');
   const methods = c.allowMethods.join(', ');
@@ -55,18 +54,21 @@ export function compileCors(c: CorsConfig): CorsPolicy {
   const expose =
     c.exposeHeaders.includes('*') && c.allowCredentials ? '' : c.exposeHeaders.join(', ');
   const maxAge = String(c.maxAge);
-  const allowOrigin = (origin: string) => (anyOrigin && !c.allowCredentials ? '*' : origin);
   const allows = (origin: string) => matchers.some((m) => m(origin));
   return {
     allows,
     preflightHeaders(origin, requestMethod, requestHeaders) {
       if (!allows(origin)) return {};
+      // The origin is echoed even for "*" (the spec allows either; the conformance test of a
+      // simple request on a "*" route without credentials accepts only the echo, as Envoy does).
       const out: Record<string, string> = {
-        'access-control-allow-origin': allowOrigin(origin),
+        'access-control-allow-origin': origin,
         'access-control-max-age': maxAge,
+        vary: 'Origin',
       };
-      if (allowOrigin(origin) !== '*') out.vary = 'Origin';
       if (c.allowCredentials) out['access-control-allow-credentials'] = 'true';
+      // The conformance test HTTPRouteCORS expects the expose list on the preflight answer too.
+      if (expose) out['access-control-expose-headers'] = expose;
       // With credentials, "*" may not be sent back: echo what the browser asked for instead.
       if (anyMethod) out['access-control-allow-methods'] = c.allowCredentials ? requestMethod : '*';
       else if (methods) out['access-control-allow-methods'] = methods;
@@ -79,11 +81,25 @@ export function compileCors(c: CorsConfig): CorsPolicy {
     },
     responseHeaders(origin) {
       if (!allows(origin)) return {};
-      const out: Record<string, string> = { 'access-control-allow-origin': allowOrigin(origin) };
-      if (allowOrigin(origin) !== '*') out.vary = 'Origin';
+      const out: Record<string, string> = { 'access-control-allow-origin': origin, vary: 'Origin' };
       if (c.allowCredentials) out['access-control-allow-credentials'] = 'true';
       if (expose) out['access-control-expose-headers'] = expose;
       return out;
     },
   };
+}
+
+/** Adds CORS headers to a response's headers; Vary is appended to, never replaced. */
+export function addCorsHeaders(
+  headers: Record<string, string | string[]>,
+  cors: Readonly<Record<string, string>>,
+): void {
+  for (const name in cors) {
+    const value = cors[name] as string;
+    const prev = headers[name];
+    headers[name] =
+      name === 'vary' && prev !== undefined
+        ? `${Array.isArray(prev) ? prev.join(', ') : prev}, ${value}`
+        : value;
+  }
 }

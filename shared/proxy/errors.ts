@@ -61,12 +61,18 @@ export type ProxyErrorCode = keyof typeof PROXY_ERRORS;
 /** An error raised where it happens and turned into a response at the edge of the stack. */
 export class ProxyError extends Error {
   readonly definition: ProxyErrorDefinition;
+  /** Extra response headers (WWW-Authenticate, Retry-After, …). */
+  readonly headers: Record<string, string> | undefined;
+  /** What the client is told, when it must be less than `detail` (RFC 6750: no token failure reasons). */
+  readonly publicDetail: string | undefined;
   constructor(
     readonly code: ProxyErrorCode,
     readonly detail: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; headers?: Record<string, string>; publicDetail?: string },
   ) {
-    super(`${code}: ${detail}`, options);
+    super(`${code}: ${detail}`, options?.cause === undefined ? undefined : { cause: options.cause });
     this.definition = PROXY_ERRORS[code];
+    this.headers = options?.headers;
+    this.publicDetail = options?.publicDetail;
   }
 }

@@ -22,7 +22,7 @@ export function problemBody(err: ProxyError, requestId: string, instance?: strin
     type: `https://meshgate.io/errors/${err.code}`,
     title: err.definition.title,
     status: err.definition.status,
-    detail: err.detail,
+    detail: err.publicDetail ?? err.detail,
     ...(instance ? { instance } : {}),
     code: err.code,
     request_id: requestId,
@@ -47,6 +47,7 @@ export function sendProblem(
     'content-length': String(Buffer.byteLength(body)),
     'x-request-id': requestId,
     [RESPONSE_FLAGS_HEADER]: err.definition.flag,
+    ...err.headers,
     ...options.headers,
   });
   res.end(body);

@@ -60,6 +60,8 @@ export interface RouteTable<A = unknown> {
   readonly invalid: readonly InvalidRouteMatch[];
   /** Host groups, most specific first (`*` is the group of routes without hostnames). */
   readonly hostnames: readonly string[];
+  /** Each host group's candidates in precedence order, as `match` tries them (admin API). */
+  readonly groups: readonly ExplainGroup[];
 }
 
 /** A candidate and the answer handed out when it wins in one host group (built once). */
@@ -199,6 +201,10 @@ class CompiledRouteTable implements RouteTable {
   explain(req: RouteRequest): RouteExplanation {
     const groups: ExplainGroup[] = this.ordered;
     return explainRoute(groups, req);
+  }
+
+  get groups(): readonly ExplainGroup[] {
+    return this.ordered;
   }
 
   private selectGroup(host: string): HostGroup | undefined {

@@ -19,7 +19,8 @@ export interface EchoServer {
 
 /**
  * An upstream for tests: answers with a JSON echo of what it received (server name, method,
- * path, headers, body). `handler` may take over particular paths.
+ * path, headers, body). `handler` may take over particular paths. Like the Gateway API
+ * conformance echo server, `X-Echo-Set-Header: name:value,name:value` sets response headers.
  */
 export async function startEchoServer(
   name: string,
@@ -40,11 +41,17 @@ export async function startEchoServer(
       };
       requests.push(echoed);
       const body = JSON.stringify(echoed);
-      res.writeHead(200, {
+      const headers: Record<string, string | number> = {
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(body),
         'x-upstream': name,
-      });
+      };
+      const set = req.headers['x-echo-set-header'];
+      for (const pair of typeof set === 'string' && set ? set.split(',') : []) {
+        const colon = pair.indexOf(':');
+        if (colon > 0) headers[pair.slice(0, colon).trim()] = pair.slice(colon + 1).trim();
+      }
+      res.writeHead(200, headers);
       res.end(body);
     });
   });

@@ -46,3 +46,36 @@ ${listeners}
 export function docs(...parts: string[]): string {
   return parts.map((p) => p.trim()).join('\n---\n');
 }
+
+/**
+ * A Service with one endpoint per upstream port, all on 127.0.0.1: one EndpointSlice per
+ * endpoint, since a slice's port applies to all of its addresses.
+ */
+export function multiEndpointServiceYaml(
+  namespace: string,
+  name: string,
+  ports: readonly number[],
+  servicePort = 80,
+): string {
+  const slices = ports.map(
+    (port, i) => `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: ${name}-${i}
+  namespace: ${namespace}
+  labels: { kubernetes.io/service-name: ${name} }
+addressType: IPv4
+ports: [{ name: http, port: ${port} }]
+endpoints: [{ addresses: ["127.0.0.1"] }]
+`,
+  );
+  return docs(
+    `apiVersion: v1
+kind: Service
+metadata: { name: ${name}, namespace: ${namespace} }
+spec:
+  ports: [{ name: http, port: ${servicePort} }]
+`,
+    ...slices,
+  );
+}

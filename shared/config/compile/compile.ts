@@ -7,6 +7,7 @@ import { compileGatewayClasses, compileGateways, finishGateway } from './gateway
 import { compileHTTPRoutes } from './http-routes.ts';
 import { compileMeshSecurity } from './mesh-security.ts';
 import { compilePolicies } from './policies.ts';
+import { collectPolicySecrets } from './policy-secrets.ts';
 import { compileServices } from './services.ts';
 import { contentVersion, deepFreeze } from './snapshot-version.ts';
 
@@ -47,6 +48,7 @@ export function compile(
     tlsCertificates: [...certificates.values()].sort((a, b) => (a.secret < b.secret ? -1 : 1)),
     policies: policies.policies,
     effectivePolicies: policies.effectivePolicies,
+    policySecrets: collectPolicySecrets(ctx, policies.effectivePolicies),
     meshSecurity,
     apis,
   };
