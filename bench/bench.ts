@@ -3,6 +3,7 @@
 export interface BenchRow {
   bench: string;
   case: string;
+  /** NaN when the case could not be measured (the note says why); printed as "-". */
   value: number;
   unit: string;
   note?: string;
@@ -30,7 +31,7 @@ export function formatTable(rows: BenchRow[]): string {
   const cells = rows.map((r) => [
     r.bench,
     r.case,
-    r.value >= 100 ? r.value.toFixed(0) : r.value.toFixed(2),
+    !Number.isFinite(r.value) ? '-' : r.value >= 100 ? r.value.toFixed(0) : r.value.toFixed(2),
     r.unit,
     r.note ?? '',
   ]);

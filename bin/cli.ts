@@ -1,5 +1,7 @@
 import { ConfigFolderError } from '../shared/config/load.ts';
 import { runExplain } from './commands/explain.ts';
+import { GATEWAY_USAGE, runGateway } from './commands/gateway.ts';
+import { TOKEN_USAGE, runToken } from './commands/token.ts';
 import { UsageError } from './commands/usage-error.ts';
 import { runValidate } from './commands/validate.ts';
 
@@ -10,6 +12,8 @@ usage:
   meshgate explain DIR (--gateway NS/NAME [--listener NAME] [--port N] | --service NS/NAME [--port N])
                        --host H --path P [--method M] [--header k=v]... [--query k=v]... [--json]
   meshgate explain DIR --requests FILE [--json]
+  ${GATEWAY_USAGE}
+  ${TOKEN_USAGE}
 `;
 
 /** Runs one CLI command and returns the exit code. */
@@ -21,6 +25,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runValidate(rest);
       case 'explain':
         return await runExplain(rest);
+      case 'gateway':
+        return await runGateway(rest);
+      case 'token':
+        return await runToken(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -10,7 +10,10 @@ import { applyCors } from './layers/apply-cors.ts';
 import { failClosedRule, redirectRequest } from './layers/answer-rule-directly.ts';
 import { authenticate } from './layers/authenticate.ts';
 import { authorize } from './layers/authorize.ts';
+import { rateLimit } from './layers/rate-limit.ts';
 import { forwardToBackend, type ForwardDeps } from './layers/forward-to-backend.ts';
+import { validateOpenApi } from './layers/validate-openapi.ts';
+import { serveApiPortal } from './openapi/api-portal.ts';
 import type { EdgeRequest } from './request-context.ts';
 
 export type Layer = (r: EdgeRequest) => void | Promise<void>;
@@ -23,12 +26,15 @@ export function edgeStack(deps: EdgeStackDeps): Layer[] {
   return [
     enforceRequestLimits(deps.limits),
     normalizeRequestPath,
-    matchRoute,
     rejectMisdirected,
+    serveApiPortal,
+    matchRoute,
     failClosedRule,
     applyCors,
     authenticate,
     authorize,
+    rateLimit,
+    validateOpenApi,
     redirectRequest,
     forwardToBackend(deps),
   ];

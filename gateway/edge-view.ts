@@ -3,6 +3,11 @@
 // TLS contexts, endpoint sets). The data plane swaps the whole view at once.
 
 import { createSecureContext, type SecureContext } from 'node:tls';
+import {
+  BackendPolicies,
+  type BackendPolicy,
+  type BackendPolicyRuntime,
+} from '../shared/backend/backend-policy.ts';
 import { endpointOrigin, EndpointSet } from '../shared/backend/endpoint-set.ts';
 import { weightedPicker, type WeightedPicker } from '../shared/backend/weighted-pick.ts';
 import type {
@@ -13,13 +18,17 @@ import type {
   ListenerIR,
   PathModifierIR,
   RouteAttachmentIR,
+  RulePoliciesIR,
   Snapshot,
 } from '../shared/config/snapshot.ts';
 import type { SecurityPolicySpec } from '../shared/config/schemas/envoy-gateway.ts';
+import type { TokenIntrospectionPolicySpec } from '../shared/config/schemas/meshgate.ts';
 import { compileCors, type CorsPolicy } from '../shared/proxy/cors.ts';
 import { hostnameMatches } from '../shared/routing/hostname.ts';
+import type { IntrospectionAuthenticator } from './auth/introspection-authenticator.ts';
 import {
   compileSecurityPolicy,
+  compileTokenIntrospectionPolicy,
   type AuthRuntime,
   type CompiledSecurityPolicy,
 } from './auth/security-policy.ts';
@@ -31,6 +40,14 @@ import {
   type RouteTable,
 } from '../shared/routing/route-table.ts';
 import { routesByKey } from '../shared/routing/snapshot-route-tables.ts';
+import { attachRateLimits, type RuleRateLimit } from './ratelimit/compile-rate-limit.ts';
+import type { RateLimitRuntime } from './ratelimit/runtime.ts';
+import {
+  compileViewApis,
+  type ApiPortal,
+  type OpenApiBinding,
+  type ViewApis,
+} from './openapi/view-apis.ts';
 
 /** What a matched rule does, compiled once: the request path only reads it. */
 export interface CompiledRule {
@@ -42,6 +59,8 @@ export interface CompiledRule {
   redirect?: Extract<FilterIR, { type: 'RequestRedirect' }>;
   cors?: CorsPolicy;
   security?: CompiledSecurityPolicy;
+  /** TokenIntrospectionPolicy: opaque bearer tokens checked with RFC 7662 introspection. */
+  tokenIntrospection?: IntrospectionAuthenticator;
   requestHeaders?: HeaderModifierIR;
   responseHeaders?: HeaderModifierIR;
   rewrite?: { hostname?: string; path?: PathModifierIR };
@@ -54,6 +73,11 @@ export interface CompiledRule {
   /** Effective policy ids, for the layers that enforce them. */
   securityPolicy?: string;
   backendTrafficPolicy?: string;
+  tokenIntrospectionPolicy?: string;
+  /** ApiDefinitions (ReportOnly or Enforce) that check this rule's requests, longest basePath first. */
+  openapi?: OpenApiBinding[];
+  /** BackendTrafficPolicy.rateLimit of this rule, bound to its buckets (ratelimit/compile-rate-limit.ts). */
+  rateLimit?: RuleRateLimit;
 }
 
 export interface Mirror {
@@ -76,6 +100,11 @@ export interface CompiledBackend {
   rewrite?: { hostname?: string; path?: PathModifierIR };
   cors?: CorsPolicy;
   mirrors: Mirror[];
+  /**
+   * The rule's BackendTrafficPolicy for this backend (balancer, breaker, outlier detection, health
+   * checks, retries, timeouts, faults). Absent: round robin with the rule's own timeouts and retry.
+   */
+  policy?: BackendPolicy;
 }
 
 export interface RouteHit {
@@ -91,6 +120,10 @@ export interface EdgePort {
   gateways: string[];
   listeners: ListenerIR[];
   table: RouteTable<RouteHit>;
+  /** The route attachments the table serves. */
+  routes: RouteHit[];
+  /** What the port publishes under /apis, when a listener of it carries an ApiDefinition's route. */
+  apis?: ApiPortal;
   pathSettings: PathNormalization;
   clientIP: ClientIPResolver;
   tls?: EdgeTLS;
@@ -109,6 +142,10 @@ export interface EdgeViewOptions {
   gateways?: readonly string[];
   /** Long-lived state the view's policies share across reloads (JWKS, verified tokens). */
   auth: AuthRuntime;
+  /** Timers, randomness and pool factory of BackendTrafficPolicy health checks (Node's by default). */
+  backend?: Partial<BackendPolicyRuntime>;
+  /** The process's rate-limit lessees, which outlive views; no rate limits are enforced without. */
+  rateLimit?: RateLimitRuntime;
 }
 
 export class EdgeView {
@@ -130,6 +167,9 @@ export class EdgeView {
     );
     const endpointSets = new EndpointSets(snapshot, previous?.endpointSets);
     this.endpointSets = endpointSets;
+    // Takes over the balancing, breaker, ejection and health state of the previous view.
+    const backendPolicies = new BackendPolicies(options.backend, previous?.backendPolicies);
+    this.backendPolicies = backendPolicies;
     const security = new Map<string, CompiledSecurityPolicy>();
     const securityPolicy = (id: string | undefined): CompiledSecurityPolicy | undefined => {
       if (!id) return undefined;
@@ -140,6 +180,24 @@ export class EdgeView {
         security.set(
           id,
           (compiled = compileSecurityPolicy(id, spec, snapshot.policySecrets, options.auth)),
+        );
+      return compiled;
+    };
+    const introspection = new Map<string, IntrospectionAuthenticator>();
+    const introspectionPolicy = (id: string | undefined) => {
+      if (!id) return undefined;
+      let compiled = introspection.get(id);
+      const spec = snapshot.effectivePolicies[id]?.spec as
+        (TokenIntrospectionPolicySpec & { invalid?: unknown }) | undefined;
+      if (!compiled && spec && !spec.invalid)
+        introspection.set(
+          id,
+          (compiled = compileTokenIntrospectionPolicy(
+            id,
+            spec,
+            snapshot.policySecrets,
+            options.auth,
+          )),
         );
       return compiled;
     };
@@ -178,6 +236,8 @@ export class EdgeView {
                 e.attachment.rules[i] ?? {},
                 endpointSets,
                 securityPolicy,
+                introspectionPolicy,
+                { policies: backendPolicies, host: e.hostnames.find((h) => !h.startsWith('*')) },
               ),
             ),
           } satisfies RouteHit,
@@ -196,6 +256,7 @@ export class EdgeView {
         gateways: [...new Set(usable.map((u) => `${u.gateway.namespace}/${u.gateway.name}`))],
         listeners,
         table: compileRouteTable(entries),
+        routes: entries.map((e) => e.attachment),
         pathSettings: ctp?.path ?? {},
         clientIP: clientIPResolver(ctp?.clientIPDetection),
       };
@@ -209,10 +270,27 @@ export class EdgeView {
       }
       this.ports.set(port, edgePort);
     }
+    if (options.rateLimit) attachRateLimits(this, options.rateLimit);
+    this.apis = compileViewApis(this, previous?.apis);
+    // Health checks start with the view; what the previous view ran and this one dropped stops.
+    backendPolicies.activate();
+  }
+
+  /** BackendTrafficPolicy state of this view's rules (admin API: ejections, breakers, health). */
+  readonly backendPolicies: BackendPolicies;
+
+  /**
+   * Stops what the view runs in the background (health checks, policy-owned pools). A newer view
+   * stops what it did not take over by itself; the server calls this when it closes.
+   */
+  close(): Promise<void> {
+    return this.backendPolicies.close();
   }
 
   /** Kept so the next view can carry balancing state over for unchanged endpoint lists. */
   readonly endpointSets: EndpointSets;
+  /** ApiDefinitions: documents, validators and the /apis portals (fetched documents carry over). */
+  readonly apis: ViewApis;
 
   private buildTLS(listeners: readonly ListenerIR[]): EdgeTLS | undefined {
     const certs = new Map(this.snapshot.tlsCertificates.map((c) => [c.secret, c]));
@@ -357,17 +435,18 @@ function compileRule(
   namespace: string,
   name: string,
   rule: Snapshot['routes'][number]['rules'][number],
-  policies: { securityPolicy?: string; backendTrafficPolicy?: string },
+  policies: RulePoliciesIR,
   sets: EndpointSets,
   securityPolicy: (id: string | undefined) => CompiledSecurityPolicy | undefined,
+  introspectionPolicy: (id: string | undefined) => IntrospectionAuthenticator | undefined,
+  backendPolicies: { policies: BackendPolicies; host: string | undefined },
 ): CompiledRule {
+  const backends = rule.backends.map((b) => ({ item: compileBackend(b, sets), weight: b.weight }));
   const compiled: CompiledRule = {
     id: `httproute/${namespace}/${name}/rule/${rule.index}`,
     listener,
     mirrors: [],
-    backends: weightedPicker(
-      rule.backends.map((b) => ({ item: compileBackend(b, sets), weight: b.weight })),
-    ),
+    backends: weightedPicker(backends),
     hasBackends: rule.backends.length > 0,
     requestTimeoutMs: rule.timeouts?.requestMs ?? 0,
     backendTimeoutMs: rule.timeouts?.backendRequestMs ?? 0,
@@ -410,7 +489,11 @@ function compileRule(
         break;
     }
   }
-  for (const id of [policies.securityPolicy, policies.backendTrafficPolicy]) {
+  for (const id of [
+    policies.securityPolicy,
+    policies.backendTrafficPolicy,
+    policies.tokenIntrospectionPolicy,
+  ]) {
     if (!id) continue;
     const spec = snapshot.effectivePolicies[id]?.spec as
       { invalid?: { message: string } } | undefined;
@@ -418,7 +501,16 @@ function compileRule(
       compiled.failure = { code: 'MG_ERR_INVALID_CONFIG', detail: spec.invalid.message };
   }
   if (policies.securityPolicy) compiled.securityPolicy = policies.securityPolicy;
-  if (policies.backendTrafficPolicy) compiled.backendTrafficPolicy = policies.backendTrafficPolicy;
+  if (policies.backendTrafficPolicy) {
+    compiled.backendTrafficPolicy = policies.backendTrafficPolicy;
+    if (!compiled.failure)
+      attachBackendPolicies(compiled, rule, backends, snapshot, backendPolicies);
+  }
+  if (policies.tokenIntrospectionPolicy) {
+    compiled.tokenIntrospectionPolicy = policies.tokenIntrospectionPolicy;
+    const tokenIntrospection = introspectionPolicy(policies.tokenIntrospectionPolicy);
+    if (tokenIntrospection) compiled.tokenIntrospection = tokenIntrospection;
+  }
   const security = securityPolicy(policies.securityPolicy);
   if (security) {
     compiled.security = security;
@@ -426,4 +518,41 @@ function compileRule(
     if (!compiled.cors && security.cors) compiled.cors = compileCors(security.cors);
   }
   return compiled;
+}
+
+/**
+ * Gives each valid backend of a rule its BackendPolicy; a policy that cannot be applied fails the
+ * rule closed (500), as upstream answers a route whose policy did not translate.
+ */
+function attachBackendPolicies(
+  compiled: CompiledRule,
+  rule: Snapshot['routes'][number]['rules'][number],
+  backends: readonly { item: CompiledBackend }[],
+  snapshot: Snapshot,
+  backendPolicies: { policies: BackendPolicies; host: string | undefined },
+): void {
+  const policyId = compiled.backendTrafficPolicy as string;
+  for (const { item } of backends) {
+    if (item.invalid) continue;
+    const policy = backendPolicies.policies.get({
+      policyId,
+      scope: compiled.id,
+      backend: item.key,
+      endpoints: item.endpoints.endpoints,
+      spec: snapshot.effectivePolicies[policyId]?.spec,
+      rule: {
+        ...(rule.timeouts ? { timeouts: rule.timeouts } : {}),
+        ...(rule.retry ? { retry: rule.retry } : {}),
+      },
+      ...(backendPolicies.host !== undefined ? { defaultHost: backendPolicies.host } : {}),
+    });
+    if ('error' in policy) {
+      compiled.failure = {
+        code: 'MG_ERR_INVALID_CONFIG',
+        detail: `BackendTrafficPolicy ${policyId}: ${policy.error}`,
+      };
+      return;
+    }
+    item.policy = policy;
+  }
 }

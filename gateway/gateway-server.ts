@@ -31,6 +31,7 @@ import { TokenCache } from './auth/token-cache.ts';
 import { EdgeView } from './edge-view.ts';
 import { edgeStack, runStack, type Layer } from './edge-stack.ts';
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from './layers/enforce-request-limits.ts';
+import { RateLimitRuntime, type RateLimitSettings } from './ratelimit/runtime.ts';
 import { proxyUpgrade, upgradeStack } from './upgrade.ts';
 import { EdgeRequest, type ClientRequest } from './request-context.ts';
 
@@ -63,8 +64,10 @@ export interface GatewayServerOptions {
   random?: () => number;
   /** Monotonic ms, for durations. */
   now?: () => number;
-  /** ms since epoch, for token expiry. */
+  /** ms since epoch, for token expiry and rate-limit windows. */
   wallClock?: () => number;
+  /** Rate-limit holders (a worker's IPC channel) or in-process settings (Redis URL, failure mode). */
+  rateLimit?: RateLimitSettings;
 }
 
 export interface BoundPort {
@@ -97,6 +100,7 @@ export class GatewayServer {
   private readonly upgradeLayers: Layer[];
   private readonly now: () => number;
   private readonly auth: AuthRuntime;
+  private readonly rateLimits: RateLimitRuntime;
   private inflight = 0;
   private draining = false;
   private idleWaiters: (() => void)[] = [];
@@ -107,6 +111,7 @@ export class GatewayServer {
     const wallClock = options.wallClock ?? (() => Date.now());
     this.auth = {
       wallClock,
+      logger: options.logger,
       tokens: new TokenCache<JwtPrincipal>(10_000, wallClock),
       jwks: new JwksCache({
         now: wallClock,
@@ -119,6 +124,7 @@ export class GatewayServer {
           ),
       }),
     };
+    this.rateLimits = new RateLimitRuntime(options.rateLimit ?? {}, wallClock, options.logger);
     const deps = {
       pools: this.pools,
       random: options.random ?? Math.random,
@@ -141,7 +147,11 @@ export class GatewayServer {
   async apply(snapshot: Snapshot): Promise<ApplyResult> {
     const view = new EdgeView(
       snapshot,
-      { auth: this.auth, ...(this.options.gateways ? { gateways: this.options.gateways } : {}) },
+      {
+        auth: this.auth,
+        rateLimit: this.rateLimits,
+        ...(this.options.gateways ? { gateways: this.options.gateways } : {}),
+      },
       this.view,
     );
     const problems = [...view.problems];
@@ -301,6 +311,8 @@ export class GatewayServer {
     const res = new ServerResponse(req);
     res.assignSocket(socket as never);
     res.shouldKeepAlive = false;
+    // Such an answer (error, redirect) ends the connection, as the server does for responses it owns.
+    res.once('finish', () => socket.end());
     if (!view || !edgePort) {
       sendProblem(
         res,
@@ -313,7 +325,8 @@ export class GatewayServer {
     const finish = this.track(r);
     const run = async () => {
       await runStack(this.upgradeLayers, r);
-      if (!r.done) await proxyUpgrade(r, this.pools, socket, head, finish);
+      if (!r.done)
+        await proxyUpgrade(r, this.pools, socket, head, finish, this.options.random ?? Math.random);
     };
     run().catch((err: unknown) => this.rescue(r, err));
   }
@@ -364,6 +377,7 @@ export class GatewayServer {
     this.servers.clear();
     await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 100))]);
     await this.pools.close();
+    this.rateLimits.close();
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
+import type { Readable } from 'node:stream';
 import type { ClientHeaders } from '../shared/proxy/headers.ts';
 import type { JwtPrincipal } from './auth/jwt-authenticator.ts';
 import type { ClientResponse } from '../shared/proxy/forward.ts';
@@ -26,9 +27,20 @@ export class EdgeRequest {
   done = false;
   /** CORS headers to add to the upstream's response. */
   corsHeaders: Record<string, string> | undefined = undefined;
+  /**
+   * The body to send upstream when a layer had to read the client's (OpenAPI body validation):
+   * what it read, then the rest. Undefined: the client's own stream.
+   */
+  body: Readable | undefined = undefined;
   /** What authentication established, for authorization and rate limiting. */
   readonly principal: { jwt?: JwtPrincipal; apiKeyClient?: string } = {};
   private resolvedClientIP: string | undefined = undefined;
+  /**
+   * The peer's address, read when the request arrives: once undici has sent an IncomingMessage
+   * body upstream it sets `req.socket = null` (undici core/util destroy), so reading it later,
+   * as the access log does when the response finishes, would throw.
+   */
+  readonly clientAddress: string;
 
   constructor(
     readonly req: ClientRequest,
@@ -39,14 +51,12 @@ export class EdgeRequest {
     readonly client: ClientHeaders,
     readonly requestId: string,
     readonly startedAt: number,
-  ) {}
+  ) {
+    this.clientAddress = req.socket?.remoteAddress ?? '';
+  }
 
   get method(): string {
     return this.req.method ?? 'GET';
-  }
-
-  get clientAddress(): string {
-    return this.req.socket.remoteAddress ?? '';
   }
 
   /** The client as ClientTrafficPolicy's clientIPDetection sees it (the peer when none). */

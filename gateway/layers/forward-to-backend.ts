@@ -1,6 +1,13 @@
+import type { Http2ServerRequest } from 'node:http2';
 import { PassThrough, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
+import { requestTimers } from '../../shared/backend/clock.ts';
+import {
+  forwardWithPolicy,
+  type PolicyForwardDeps,
+  type PolicyRequest,
+} from '../../shared/backend/forward-with-policy.ts';
 import { addCorsHeaders } from '../../shared/proxy/cors.ts';
 import { ProxyError } from '../../shared/proxy/errors.ts';
 import { forward, RetryableResponse } from '../../shared/proxy/forward.ts';
@@ -19,9 +26,16 @@ export interface ForwardDeps {
 
 /**
  * The backend layer: picks a backendRef by weight and an endpoint by round robin, applies the
- * rule's request filters, mirrors, and forwards with the rule's timeouts and retries.
+ * rule's request filters, mirrors, and forwards with the rule's timeouts and retries. A backend
+ * with a BackendTrafficPolicy goes through the policy's layers instead (forwardWithPolicy).
  */
 export function forwardToBackend(deps: ForwardDeps) {
+  const policyDeps: PolicyForwardDeps = {
+    random: deps.random,
+    now: deps.now,
+    timers: requestTimers,
+    dispatcher: (origin) => deps.pools.get(origin) as Dispatcher,
+  };
   return async function forwardToBackend(r: EdgeRequest): Promise<void> {
     const rule = r.rule as CompiledRule;
     if (!rule.hasBackends)
@@ -41,7 +55,7 @@ export function forwardToBackend(deps: ForwardDeps) {
 
     const headers = upstreamHeaders(r, rule, backend);
     const path = upstreamPath(r, rule, backend);
-    let body: Readable | null = r.client.hasBody ? r.req : null;
+    let body: Readable | null = r.body ?? (hasBody(r) ? r.req : null);
     const configured =
       backend.mirrors.length > 0 ? [...rule.mirrors, ...backend.mirrors] : rule.mirrors;
     const mirrors =
@@ -49,6 +63,13 @@ export function forwardToBackend(deps: ForwardDeps) {
         ? configured.filter((m) => deps.random() * m.denominator < m.numerator)
         : [];
     if (mirrors.length > 0) body = sendMirrors(r, mirrors, headers, path, body, deps.pools);
+    if (backend.policy)
+      return forwardWithPolicy(
+        backend.policy,
+        policyRequest(r, rule, backend, headers, path, body),
+        r.res,
+        policyDeps,
+      );
 
     const deadline = rule.requestTimeoutMs > 0 ? r.startedAt + rule.requestTimeoutMs : 0;
     // A streamed body cannot be sent twice: retries are for bodiless requests.
@@ -112,6 +133,51 @@ export function forwardToBackend(deps: ForwardDeps) {
   };
 }
 
+/** The request as the BackendTrafficPolicy layers see it. */
+function policyRequest(
+  r: EdgeRequest,
+  rule: CompiledRule,
+  backend: CompiledBackend,
+  headers: HeaderMap,
+  path: string,
+  body: Readable | null,
+): PolicyRequest {
+  return {
+    method: r.method,
+    path,
+    headers,
+    body,
+    startedAt: r.startedAt,
+    hash: r,
+    connectionKey: () => {
+      const s = r.req.socket;
+      return `${s?.remoteAddress}:${s?.remotePort}|${s?.localAddress}:${s?.localPort}`;
+    },
+    responseHeaders: (_status, h) => {
+      if (rule.responseHeaders) applyHeaderOps(h, rule.responseHeaders);
+      if (backend.responseHeaders) applyHeaderOps(h, backend.responseHeaders);
+      if (r.corsHeaders) addCorsHeaders(h, r.corsHeaders);
+    },
+    onUpstream: (origin) => {
+      r.upstream = origin;
+    },
+    onFlag: (flag) => {
+      r.flags = r.flags === '-' ? flag : `${r.flags},${flag}`;
+    },
+    label: `${rule.id} → ${backend.key}`,
+  };
+}
+
+/**
+ * HTTP/1 announces a body in its headers (Content-Length, Transfer-Encoding); HTTP/2 by not
+ * ending the stream with the HEADERS frame, where content-length is optional (RFC 9113 §8.1.1).
+ */
+function hasBody(r: EdgeRequest): boolean {
+  if (r.client.hasBody) return true;
+  const stream = (r.req as Partial<Http2ServerRequest>).stream;
+  return stream !== undefined && !stream.endAfterHeaders;
+}
+
 function minPositive(a: number, b: number): number {
   if (a > 0 && b > 0) return Math.min(a, b);
   return a > 0 ? a : b > 0 ? b : 0;
@@ -122,7 +188,12 @@ function backoff(baseMs: number, attempt: number, random: () => number): number 
   return Math.min(baseMs * 2 ** (attempt - 1), baseMs * 10) * random();
 }
 
-function upstreamHeaders(r: EdgeRequest, rule: CompiledRule, backend: CompiledBackend): HeaderMap {
+/** Request headers for the upstream: the client's (hop-by-hop dropped), forwarding headers, the rule's and the backendRef's modifiers. */
+export function upstreamHeaders(
+  r: EdgeRequest,
+  rule: CompiledRule,
+  backend: CompiledBackend,
+): HeaderMap {
   const headers = r.client.headers;
   const host = r.client.host as string;
   headers.host = backend.rewrite?.hostname ?? rule.rewrite?.hostname ?? host;
@@ -139,7 +210,7 @@ function upstreamHeaders(r: EdgeRequest, rule: CompiledRule, backend: CompiledBa
 }
 
 /** The path sent upstream: a backendRef's URLRewrite path wins over the rule's (both rewrite the request's path). */
-function upstreamPath(r: EdgeRequest, rule: CompiledRule, backend: CompiledBackend): string {
+export function upstreamPath(r: EdgeRequest, rule: CompiledRule, backend: CompiledBackend): string {
   const modifier = backend.rewrite?.path ?? rule.rewrite?.path;
   const p = modifier ? modifyPath(r.path, modifier, r.match?.prefixLength ?? 0) : r.path;
   return r.query ? `${p}?${r.query}` : p;

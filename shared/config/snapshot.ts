@@ -65,6 +65,8 @@ export interface RouteAttachmentIR {
 export interface RulePoliciesIR {
   securityPolicy?: string;
   backendTrafficPolicy?: string;
+  /** meshgate.io TokenIntrospectionPolicy (RFC 7662 for opaque bearer tokens). */
+  tokenIntrospectionPolicy?: string;
 }
 
 export interface HTTPRouteIR {
@@ -202,7 +204,8 @@ export interface TLSCertificateIR {
   notAfter: string;
 }
 
-export type PolicyKind = 'SecurityPolicy' | 'BackendTrafficPolicy' | 'ClientTrafficPolicy';
+export type PolicyKind =
+  'SecurityPolicy' | 'BackendTrafficPolicy' | 'ClientTrafficPolicy' | 'TokenIntrospectionPolicy';
 
 export interface PolicyIR {
   kind: PolicyKind;

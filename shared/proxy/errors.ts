@@ -19,6 +19,11 @@ export const PROXY_ERRORS = {
     flag: 'UT',
     title: 'The upstream did not answer in time',
   },
+  MG_ERR_UPSTREAM_OVERFLOW: {
+    status: 503,
+    flag: 'UO',
+    title: 'The upstream circuit breaker is open (too many requests in flight)',
+  },
   MG_ERR_INVALID_BACKEND: {
     status: 500,
     flag: 'NC',
@@ -42,6 +47,11 @@ export const PROXY_ERRORS = {
   MG_ERR_UNAUTHENTICATED: { status: 401, flag: 'UAEX', title: 'Authentication is required' },
   MG_ERR_FORBIDDEN: { status: 403, flag: 'RBAC', title: 'Access denied' },
   MG_ERR_RATE_LIMITED: { status: 429, flag: 'RL', title: 'Too many requests' },
+  MG_ERR_RATE_LIMIT_UNAVAILABLE: {
+    status: 500,
+    flag: 'RLSE',
+    title: 'The rate limit service is unavailable',
+  },
   MG_ERR_CORS_REJECTED: {
     status: 403,
     flag: 'CORS',
@@ -52,6 +62,26 @@ export const PROXY_ERRORS = {
     status: 400,
     flag: 'VAL',
     title: 'The request does not match the API definition',
+  },
+  MG_ERR_NO_OPERATION: {
+    status: 404,
+    flag: 'VAL',
+    title: 'The API definition has no operation at this path',
+  },
+  MG_ERR_METHOD_NOT_ALLOWED: {
+    status: 405,
+    flag: 'VAL',
+    title: 'The method is not allowed on this path',
+  },
+  MG_ERR_API_UNAVAILABLE: {
+    status: 503,
+    flag: 'VAL',
+    title: 'The API definition for this route is not available yet',
+  },
+  MG_ERR_FAULT_ABORT: {
+    status: 503,
+    flag: 'FI',
+    title: 'The request was aborted by fault injection',
   },
   MG_ERR_INTERNAL: { status: 500, flag: 'IE', title: 'Internal error in the gateway' },
 } as const satisfies Record<string, ProxyErrorDefinition>;
@@ -68,10 +98,21 @@ export class ProxyError extends Error {
   constructor(
     readonly code: ProxyErrorCode,
     readonly detail: string,
-    options?: { cause?: unknown; headers?: Record<string, string>; publicDetail?: string },
+    options?: {
+      cause?: unknown;
+      headers?: Record<string, string>;
+      publicDetail?: string;
+      /** Answer with this status instead of the code's (fault injection aborts with a configured one). */
+      status?: number;
+    },
   ) {
-    super(`${code}: ${detail}`, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.definition = PROXY_ERRORS[code];
+    super(
+      `${code}: ${detail}`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
+    const definition: ProxyErrorDefinition = PROXY_ERRORS[code];
+    this.definition =
+      options?.status === undefined ? definition : { ...definition, status: options.status };
     this.headers = options?.headers;
     this.publicDetail = options?.publicDetail;
   }

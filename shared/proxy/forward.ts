@@ -3,7 +3,8 @@
 // is slow; it reads the request body only as fast as the upstream takes it). Errors are raised as
 // ProxyErrors; whether a response had started decides if the client gets a problem or a reset.
 
-import type { Readable } from 'node:stream';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Duplex, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ProxyError } from './errors.ts';
 import { responseHeadersForClient, type HeaderMap } from './headers.ts';
@@ -34,6 +35,8 @@ export interface ForwardRequest {
   body: Readable | null;
   /** Abort the attempt when the full response has not arrived in this many ms; 0: no limit. */
   timeoutMs: number;
+  /** An HTTP/1.1 Upgrade (the protocol, e.g. "websocket"): a 101 goes to `hooks.onUpgrade`. */
+  upgrade?: string;
 }
 
 export interface ForwardResult {
@@ -47,6 +50,11 @@ export interface ForwardHooks {
   responseHeaders?: (status: number, headers: HeaderMap) => void;
   /** Return true to discard this response and let the caller retry (only before anything is sent). */
   retryOn?: (status: number) => boolean;
+  /**
+   * The upstream switched protocols: the caller owns `socket` from now on. Any other answer to an
+   * Upgrade request is relayed to the client like a normal response.
+   */
+  onUpgrade?: (status: number, headers: IncomingHttpHeaders, socket: Duplex) => void;
 }
 
 /** A response the caller chose to retry: nothing reached the client. */
@@ -126,6 +134,16 @@ export function forward(
       onResponseError(_c, err) {
         finish(classify(err, req.origin));
       },
+      onRequestUpgrade(_c, statusCode, headers, socket) {
+        if (!hooks.onUpgrade) {
+          socket.destroy();
+          finish(new ProxyError('MG_ERR_UPSTREAM_RESET', `${req.origin} switched protocols`));
+          return;
+        }
+        status = statusCode;
+        hooks.onUpgrade(statusCode, headers as IncomingHttpHeaders, socket);
+        finish();
+      },
     };
     try {
       req.dispatcher.dispatch(
@@ -135,6 +153,7 @@ export function forward(
           method: req.method,
           headers: req.headers,
           body: req.body,
+          ...(req.upgrade ? { upgrade: req.upgrade } : {}),
           // Our own timer covers the exchange; undici's would only cut it shorter.
           headersTimeout: 0,
           bodyTimeout: 0,

@@ -29,7 +29,9 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 /** The first port of the kernel's ephemeral range (Linux: 32768), where listen(0) picks from. */
 function ephemeralLow(): number {
   try {
-    const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
+    const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/);
     const n = Number(low);
     return Number.isInteger(n) && n > 12_000 ? n : 32_768;
   } catch {

@@ -1,4 +1,5 @@
-// Envoy Gateway policy attachment: SecurityPolicy, BackendTrafficPolicy, ClientTrafficPolicy →
+// Envoy Gateway policy attachment: SecurityPolicy, BackendTrafficPolicy, ClientTrafficPolicy (and
+// meshgate's TokenIntrospectionPolicy, attached the same way as a SecurityPolicy, without merging) →
 // the policies each attachment point runs, with PolicyStatus per policy. The semantics are
 // upstream's (envoyproxy/gateway internal/gatewayapi/{securitypolicy,backendtrafficpolicy,
 // clienttrafficpolicy}.go and the "Precedence" and "Policy Merging" sections of the concept docs):
@@ -20,6 +21,7 @@
 //   `{ invalid: { reason, message } }` and the data plane answers the requests it covers with 500,
 //   as upstream does with a direct 500 response. It gets Accepted=False reason Invalid.
 
+import { splitApiVersion } from '../kinds.ts';
 import type { Resource } from '../resource.ts';
 import {
   ENVOY_GATEWAY_GROUP,
@@ -30,6 +32,7 @@ import {
   type TargetSelector,
 } from '../schemas/envoy-gateway.ts';
 import { GATEWAY_GROUP, type HTTPRouteSpec } from '../schemas/gateway-api.ts';
+import type { TokenIntrospectionPolicySpec } from '../schemas/meshgate.ts';
 import type { SecretBody, ServiceSpec } from '../schemas/kubernetes.ts';
 import type {
   EffectivePolicyIR,
@@ -58,7 +61,13 @@ export interface FailClosedSpec {
   invalid: { reason: string; message: string };
 }
 
-type RouteLevelKind = 'SecurityPolicy' | 'BackendTrafficPolicy';
+type RouteLevelKind = 'SecurityPolicy' | 'BackendTrafficPolicy' | 'TokenIntrospectionPolicy';
+/** Where each route-level kind's effective policy id goes on a rule. */
+const RULE_SLOT: Record<RouteLevelKind, keyof RulePoliciesIR> = {
+  SecurityPolicy: 'securityPolicy',
+  BackendTrafficPolicy: 'backendTrafficPolicy',
+  TokenIntrospectionPolicy: 'tokenIntrospectionPolicy',
+};
 type Level = 'rule' | 'route' | 'listener' | 'gateway' | 'service';
 
 const LEVEL_ORDER: readonly Level[] = ['rule', 'route', 'listener', 'gateway', 'service'];
@@ -66,12 +75,14 @@ const KIND_ORDER: readonly PolicyKind[] = [
   'SecurityPolicy',
   'BackendTrafficPolicy',
   'ClientTrafficPolicy',
+  'TokenIntrospectionPolicy',
 ];
 /** How upstream names the kind in plural in Overridden/Merged messages. */
 const PLURAL: Record<PolicyKind, string> = {
   SecurityPolicy: 'securityPolicies',
   BackendTrafficPolicy: 'backendTrafficPolicies',
   ClientTrafficPolicy: 'ClientTrafficPolicies',
+  TokenIntrospectionPolicy: 'tokenIntrospectionPolicies',
 };
 const TARGETING_FIELDS = new Set(['targetRef', 'targetRefs', 'targetSelectors', 'mergeType']);
 const ACCEPTED_MESSAGE = 'Policy has been accepted.';
@@ -240,6 +251,7 @@ export function compilePolicies(
     ...compileRouteLevelKind(ctx, index, 'SecurityPolicy', effective),
     ...compileRouteLevelKind(ctx, index, 'BackendTrafficPolicy', effective),
     ...compileClientTrafficPolicies(ctx, index, effective),
+    ...compileRouteLevelKind(ctx, index, 'TokenIntrospectionPolicy', effective),
   ];
   const policies: PolicyIR[] = states
     .filter((s) => !s.invalid && s.won.length > 0 && s.status.anyAccepted())
@@ -379,6 +391,10 @@ function prepare(ctx: CompileContext, kind: PolicyKind, resource: Resource<Targe
     problems.push(...checkSecurityPolicy(ctx, resource as Resource<SecurityPolicySpec>));
   if (kind === 'BackendTrafficPolicy')
     problems.push(...checkBackendTrafficPolicy(resource.spec as BackendTrafficPolicySpec));
+  if (kind === 'TokenIntrospectionPolicy')
+    problems.push(
+      ...checkTokenIntrospectionPolicy(ctx, resource as Resource<TokenIntrospectionPolicySpec>),
+    );
   const ignored = resource.unsupported.filter((u) => u.effect === 'ignore');
   // An ignored field has no effect, so it is not handed to the data plane either.
   for (const u of ignored) deletePath(spec, u.path);
@@ -424,11 +440,13 @@ function normalizeRefs(
   spec: Record<string, unknown>,
   ns: string,
 ): Record<string, unknown> {
-  if (kind !== 'SecurityPolicy') return spec;
-  const s = spec as Partial<SecurityPolicySpec>;
   const fill = (ref: { namespace?: string | undefined } | undefined) => {
     if (ref && ref.namespace === undefined) ref.namespace = ns;
   };
+  if (kind === 'TokenIntrospectionPolicy')
+    fill((spec as Partial<TokenIntrospectionPolicySpec>).clientSecretRef);
+  if (kind !== 'SecurityPolicy') return spec;
+  const s = spec as Partial<SecurityPolicySpec>;
   s.apiKeyAuth?.credentialRefs.forEach(fill);
   fill(s.basicAuth?.users);
   fill(s.oidc?.clientSecret);
@@ -462,9 +480,10 @@ function checkSecretRef(
     return `${path}: ${ref.kind} ${ref.name}: only core Secrets can be referenced`;
   const ns = ref.namespace ?? policy.metadata.namespace;
   const label = `Secret ${ns}/${ref.name}`;
+  const group = splitApiVersion(policy.apiVersion).group;
   if (
     !ctx.referenceAllowed(
-      { group: ENVOY_GATEWAY_GROUP, kind: policy.kind, namespace: policy.metadata.namespace },
+      { group, kind: policy.kind, namespace: policy.metadata.namespace },
       { group: '', kind: 'Secret', namespace: ns, name: ref.name },
     )
   )
@@ -570,6 +589,15 @@ export function checkJwks(text: string, path: string): string | undefined {
   return undefined;
 }
 
+function checkTokenIntrospectionPolicy(
+  ctx: CompileContext,
+  p: Resource<TokenIntrospectionPolicySpec>,
+): string[] {
+  return [
+    checkSecretRef(ctx, p, p.spec.clientSecretRef, 'spec.clientSecretRef', 'client-secret'),
+  ].filter((x): x is string => x !== undefined);
+}
+
 function checkBackendTrafficPolicy(s: BackendTrafficPolicySpec): string[] {
   const out: string[] = [];
   const local = s.rateLimit?.local?.rules ?? [];
@@ -623,8 +651,7 @@ function compileRouteLevelKind(
   // Effective policy per (attachment, rule).
   const registry = new EffectiveRegistry(kind, effective);
   const usage = new Usage();
-  const slot: keyof RulePoliciesIR =
-    kind === 'SecurityPolicy' ? 'securityPolicy' : 'backendTrafficPolicy';
+  const slot = RULE_SLOT[kind];
   for (const site of index.sites) {
     const routeIR = index.routeIRs.get(site.route);
     if (!routeIR) continue;

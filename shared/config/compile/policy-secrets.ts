@@ -16,10 +16,14 @@ interface SecretRef {
 
 /**
  * The Secret data the data plane needs for accepted policies, keyed "namespace/name": API key
- * Secrets with every value replaced by its digest, OIDC client credentials as they are. The
- * policy compiler has already checked that each ref resolves and is allowed.
+ * Secrets with every value replaced by its digest, OIDC and token introspection client
+ * credentials as they are. The policy compiler has already checked that each ref resolves and is
+ * allowed.
  */
-export function collectPolicySecrets(ctx: CompileContext, effective: Record<string, EffectivePolicyIR>): Record<string, Record<string, string>> {
+export function collectPolicySecrets(
+  ctx: CompileContext,
+  effective: Record<string, EffectivePolicyIR>,
+): Record<string, Record<string, string>> {
   const out: Record<string, Record<string, string>> = {};
   const read = (ref: SecretRef, transform: (v: string) => string) => {
     const ns = ref.namespace ?? '';
@@ -28,15 +32,26 @@ export function collectPolicySecrets(ctx: CompileContext, effective: Record<stri
     const secret = ctx.get<SecretBody>('Secret', ns, ref.name);
     if (!secret) return;
     const data: Record<string, string> = {};
-    for (const k of new Set([...Object.keys(secret.spec.data ?? {}), ...Object.keys(secret.spec.stringData ?? {})])) {
+    for (const k of new Set([
+      ...Object.keys(secret.spec.data ?? {}),
+      ...Object.keys(secret.spec.stringData ?? {}),
+    ])) {
       const v = secretValue(secret, k);
       if (v !== undefined) data[k] = transform(v.trim());
     }
     out[key] = data;
   };
   for (const p of Object.values(effective)) {
+    if (p.kind === 'TokenIntrospectionPolicy') {
+      const ref = (p.spec as { clientSecretRef?: SecretRef }).clientSecretRef;
+      if (ref) read(ref, (v) => v);
+      continue;
+    }
     if (p.kind !== 'SecurityPolicy') continue;
-    const spec = p.spec as { apiKeyAuth?: { credentialRefs?: SecretRef[] }; oidc?: { clientSecret?: SecretRef; clientIDRef?: SecretRef } };
+    const spec = p.spec as {
+      apiKeyAuth?: { credentialRefs?: SecretRef[] };
+      oidc?: { clientSecret?: SecretRef; clientIDRef?: SecretRef };
+    };
     for (const ref of spec.apiKeyAuth?.credentialRefs ?? []) read(ref, apiKeyDigest);
     if (spec.oidc?.clientSecret) read(spec.oidc.clientSecret, (v) => v);
     if (spec.oidc?.clientIDRef) read(spec.oidc.clientIDRef, (v) => v);

@@ -144,7 +144,7 @@ interface TargetedSpec {
  * targetSelectors.size() > 0`: exactly one of targetRef and targetRefs, unless there are
  * selectors, which may then be combined with either.
  */
-function checkTargets(
+export function checkTargets(
   spec: TargetedSpec,
   ctx: z.RefinementCtx,
   allowedKinds: readonly string[],
@@ -1286,7 +1286,7 @@ export type ClientTrafficPolicySpec = z.infer<typeof clientTrafficPolicySpec>;
 // What meshgate does not implement
 // ===================================================================================
 
-const selectorsAcrossNamespaces: UnsupportedFieldRule = {
+export const selectorsAcrossNamespaces: UnsupportedFieldRule = {
   path: 'spec.targetSelectors[].namespaces.from',
   message: 'targetSelectors across namespaces are not supported; the policy is not applied',
   effect: 'reject',
@@ -1295,6 +1295,28 @@ const selectorsAcrossNamespaces: UnsupportedFieldRule = {
 
 const securityPolicyUnsupported: UnsupportedFieldRule[] = [
   selectorsAcrossNamespaces,
+  {
+    path: 'spec.oidc.cookieNames.idToken',
+    message:
+      'the ID token travels inside the encrypted session cookie; a separate cookie name has no effect',
+    effect: 'ignore',
+  },
+  {
+    path: 'spec.oidc.disableTokenEncryption',
+    message: 'the OIDC session cookie is always encrypted',
+    effect: 'ignore',
+    when: (v) => v === true,
+  },
+  {
+    path: 'spec.oidc.provider.backendRefs',
+    message: 'the OIDC provider is reached at its URLs directly; backendRefs have no effect',
+    effect: 'ignore',
+  },
+  {
+    path: 'spec.oidc.provider.backendSettings',
+    message: 'the OIDC provider is reached at its URLs directly; backendSettings have no effect',
+    effect: 'ignore',
+  },
   {
     path: 'spec.jwt.providers[].recomputeRoute',
     message:
@@ -1324,12 +1346,57 @@ const securityPolicyUnsupported: UnsupportedFieldRule[] = [
   },
 ];
 
+/** gRPC retry triggers read an answer's grpc-status, which meshgate's retry decision does not see. */
+const GRPC_RETRY_TRIGGERS = new Set([
+  'cancelled',
+  'deadline-exceeded',
+  'internal',
+  'resource-exhausted',
+  'unavailable',
+]);
+
+function isPrimeNumber(n: number): boolean {
+  if (!Number.isInteger(n) || n < 2) return false;
+  if (n % 2 === 0) return n === 2;
+  for (let d = 3; d * d <= n; d += 2) if (n % d === 0) return false;
+  return true;
+}
+
 const backendTrafficPolicyUnsupported: UnsupportedFieldRule[] = [
   selectorsAcrossNamespaces,
   {
     path: 'spec.requestBuffer',
     message: 'request buffering and its size limit are not supported; the policy is not applied',
     effect: 'reject',
+  },
+  {
+    // Envoy refuses a Maglev table whose size is not prime, and upstream then rejects the policy.
+    path: 'spec.loadBalancer.consistentHash.tableSize',
+    message: 'the consistent hash table size must be a prime number; the policy is not applied',
+    effect: 'reject',
+    when: (v) => typeof v === 'number' && !isPrimeNumber(v),
+  },
+  {
+    path: 'spec.loadBalancer',
+    message:
+      'BackendUtilization and DynamicModule load balancers are not supported; the default (LeastRequest) is used',
+    effect: 'ignore',
+    when: (v) => {
+      const type = (v as { type?: unknown }).type;
+      return type === 'BackendUtilization' || type === 'DynamicModule';
+    },
+  },
+  {
+    path: 'spec.healthCheck.active',
+    message: 'gRPC health checks are not supported; no active health check runs',
+    effect: 'ignore',
+    when: (v) => (v as { type?: unknown }).type === 'GRPC',
+  },
+  {
+    path: 'spec.retry.retryOn.triggers[]',
+    message: 'gRPC retry triggers are not supported (the grpc-status of an answer is not read)',
+    effect: 'ignore',
+    when: (v) => typeof v === 'string' && GRPC_RETRY_TRIGGERS.has(v),
   },
   ...(
     [
@@ -1351,13 +1418,7 @@ const backendTrafficPolicyUnsupported: UnsupportedFieldRule[] = [
       ['spec.loadBalancer.zoneAware', 'zone-aware load balancing is not supported'],
       ['spec.loadBalancer.endpointOverride', 'endpoint override is not supported'],
       ['spec.retry.numAttemptsPerPriority', 'priority levels are not supported'],
-      ['spec.circuitBreaker.retryBudget', 'retry budgets are not supported'],
-      ['spec.healthCheck.panicThreshold', 'the health panic threshold is not supported'],
-      ['spec.healthCheck.active.overrides', 'health check port overrides are not supported'],
-      [
-        'spec.healthCheck.active.http.expectedResponse',
-        'health check body matching is not supported',
-      ],
+      ['spec.timeout.http.streamIdleTimeout', 'upstream stream idle timeouts are not supported'],
     ] as const
   ).map(([path, message]): UnsupportedFieldRule => ({ path, message, effect: 'ignore' })),
 ];

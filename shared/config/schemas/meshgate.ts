@@ -1,12 +1,20 @@
 import { z } from 'zod';
 import type { KindDefinition } from '../kinds.ts';
-import { ifValid, namespaceName, objectName } from './common.ts';
-import { GATEWAY_GROUP } from './gateway-api.ts';
+import { gatewayDuration, headerName, ifValid, namespaceName, objectName } from './common.ts';
+import {
+  checkTargets,
+  policyTargetReference,
+  selectorsAcrossNamespaces,
+  targetSelector,
+} from './envoy-gateway.ts';
+import { GATEWAY_GROUP, secretObjectReference } from './gateway-api.ts';
 
 // meshgate.io/v1alpha1: meshgate's own kinds. ApiDefinition binds an OpenAPI document to the
 // HTTPRoute that serves the API, so the edge can publish it and, if asked, validate requests.
 
 export const MESHGATE_GROUP = 'meshgate.io';
+
+const TOKEN_INTROSPECTION_POLICY_KINDS = ['Gateway', 'HTTPRoute'];
 
 /** The route the API is served on. Only HTTPRoutes carry APIs today. */
 const apiTargetRef = z.strictObject({
@@ -115,6 +123,56 @@ export const apiDefinitionSpec = z.strictObject({
 });
 export type ApiDefinitionSpec = z.infer<typeof apiDefinitionSpec>;
 
+// --- TokenIntrospectionPolicy ---
+// OAuth 2.0 Token Introspection (RFC 7662) for opaque bearer tokens, which Envoy Gateway has no
+// configuration for. Attached like Envoy Gateway's policies (targetRefs/targetSelectors on a
+// Gateway, a listener, an HTTPRoute or a rule; the most specific wins) and compiled with them.
+
+const httpUrl = z
+  .string()
+  .min(1)
+  .refine(
+    (u) => {
+      try {
+        const parsed = new URL(u);
+        return (parsed.protocol === 'http:' || parsed.protocol === 'https:') && !parsed.hash;
+      } catch {
+        return false;
+      }
+    },
+    { message: 'must be an absolute http(s) URL without a fragment' },
+  );
+
+export const tokenIntrospectionPolicySpec = z
+  .strictObject({
+    targetRefs: z.array(policyTargetReference).optional(),
+    targetSelectors: z.array(targetSelector).optional(),
+    /** The introspection endpoint (RFC 7662 section 2). */
+    endpoint: httpUrl,
+    /** The gateway's client id at the authorization server (client_secret_basic). */
+    clientID: z.string().min(1),
+    /** Secret with key `client-secret`. */
+    clientSecretRef: secretObjectReference,
+    /** Where the token is. Unset: `Authorization: Bearer`. */
+    extractFrom: z
+      .strictObject({
+        headers: z
+          .array(z.strictObject({ name: headerName, valuePrefix: z.string().optional() }))
+          .optional(),
+        cookies: z.array(z.string().min(1)).optional(),
+        params: z.array(z.string().min(1)).optional(),
+      })
+      .optional(),
+    /** Scopes the token must all carry (the response's `scope`); otherwise 403 insufficient_scope. */
+    requiredScopes: z.array(z.string().min(1)).optional(),
+    /** Longest time a result is reused; never past the token's own `exp`. */
+    cacheMaxTTL: gatewayDuration.default('5m'),
+    /** Time the endpoint has to answer; past it the request fails closed with 503. */
+    timeout: gatewayDuration.default('2s'),
+  })
+  .superRefine((spec, ctx) => checkTargets(spec, ctx, TOKEN_INTROSPECTION_POLICY_KINDS), ifValid);
+export type TokenIntrospectionPolicySpec = z.infer<typeof tokenIntrospectionPolicySpec>;
+
 export const meshgateKinds: KindDefinition[] = [
   {
     group: MESHGATE_GROUP,
@@ -122,5 +180,13 @@ export const meshgateKinds: KindDefinition[] = [
     versions: ['v1alpha1'],
     namespaced: true,
     schema: apiDefinitionSpec,
+  },
+  {
+    group: MESHGATE_GROUP,
+    kind: 'TokenIntrospectionPolicy',
+    versions: ['v1alpha1'],
+    namespaced: true,
+    schema: tokenIntrospectionPolicySpec,
+    unsupported: [selectorsAcrossNamespaces],
   },
 ];

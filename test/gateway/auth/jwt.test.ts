@@ -140,15 +140,13 @@ describe('JWT at the edge', () => {
       { ...claims, sub: 'hot' },
       { expiresIn: Math.floor(clock / 1000) + 120 },
     );
-    const rule = gw.server.currentView?.ports
-      .get(8080)
-      ?.table.match({
-        host: 'x',
-        method: 'GET',
-        path: '/orders',
-        headers: () => undefined,
-        query: () => undefined,
-      });
+    const rule = gw.server.currentView?.ports.get(8080)?.table.match({
+      host: 'x',
+      method: 'GET',
+      path: '/orders',
+      headers: () => undefined,
+      query: () => undefined,
+    });
     const jwt = rule?.entry.attachment?.rules[rule.ruleIndex]?.security?.jwt;
     expect(jwt).toBeDefined();
     const before = jwt?.verifications ?? 0;

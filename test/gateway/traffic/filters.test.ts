@@ -144,6 +144,13 @@ spec:
           filters:
             - type: RequestMirror
               requestMirror: { backendRef: { name: mirror, port: 80 } }
+    - matches: [{ path: { type: PathPrefix, value: /backend-cors } }]
+      backendRefs:
+        - name: echo
+          port: 80
+          filters:
+            - type: CORS
+              cors: { allowOrigins: ["https://app.example"], allowMethods: [PATCH] }
     - matches: [{ path: { type: PathPrefix, value: /backend-extension } }]
       backendRefs:
         - name: echo
@@ -265,6 +272,8 @@ describe('RequestRedirect', () => {
     });
   });
 
+  // Regression: the port came from the socket, which is listener port + offset when the gateway
+  // binds with a port offset (and the Gateway API says: the listener's port).
   it('without scheme or port keeps the listener port (left out when it is 80)', async () => {
     expect((await location(80, '/host/x')).location).toBe('http://example.org/host/x');
     expect((await location(8080, '/host/x')).location).toBe('http://example.org:8080/host/x');
@@ -314,7 +323,9 @@ describe('RequestRedirect', () => {
 
 describe('URLRewrite', () => {
   it('hostname replaces the Host header sent upstream', async () => {
-    const seen = (await send(agent, gw.url(80, '/rewrite-host/a'), { host: 'orig.example' })).echo();
+    const seen = (
+      await send(agent, gw.url(80, '/rewrite-host/a'), { host: 'orig.example' })
+    ).echo();
     expect(seen.headers.host).toBe('rewritten.example');
     expect(seen.headers['x-forwarded-host']).toBe('orig.example');
     expect(seen.path).toBe('/rewrite-host/a');
@@ -387,6 +398,9 @@ describe('RequestMirror', () => {
   });
 });
 
+// Regression: a backendRef's filters other than the header modifiers were dropped without a
+// word: URLRewrite and RequestRedirect ignored, RequestMirror never sent, CORS not answered, and
+// an unresolved ExtensionRef forwarded the request (fail open) instead of answering 500.
 describe('backendRef-level filters', () => {
   it('header modifiers of the chosen backendRef apply after the rule ones', async () => {
     const a = await send(agent, gw.url(80, '/backend-headers'), { headers: { 'x-add': 'c' } });
@@ -399,6 +413,23 @@ describe('backendRef-level filters', () => {
     const seen = (await send(agent, gw.url(80, '/backend-rewrite/x?y=1'))).echo();
     expect(seen.path).toBe('/rewritten/x?y=1');
     expect(seen.headers.host).toBe('backend-rewritten.example');
+  });
+
+  it('CORS on a backendRef answers the preflight and marks the actual response', async () => {
+    const before = echo.requests.length;
+    const pre = await send(agent, gw.url(80, '/backend-cors'), {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'PATCH' },
+    });
+    expect(pre.status).toBe(200);
+    expect(pre.headers['access-control-allow-methods']).toBe('PATCH');
+    expect(echo.requests.length).toBe(before);
+    const actual = await send(agent, gw.url(80, '/backend-cors'), {
+      method: 'PATCH',
+      headers: { origin: 'https://app.example' },
+    });
+    expect(actual.echo().method).toBe('PATCH');
+    expect(actual.headers['access-control-allow-origin']).toBe('https://app.example');
   });
 
   it('RequestRedirect on a backendRef answers with the redirect', async () => {
@@ -457,6 +488,14 @@ describe('CORS', () => {
     });
     expect([200, 204, 403]).toContain(a.status);
     expect(a.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
+  // Regression: the upstream's Vary was replaced by the CORS "Vary: Origin" instead of extended.
+  it('adds Origin to the upstream’s Vary instead of replacing it', async () => {
+    const a = await send(agent, gw.url(80, '/cors/vary'), {
+      headers: { origin: 'https://app.example', 'x-echo-set-header': 'Vary:Accept-Encoding' },
+    });
+    expect(a.headers.vary).toBe('Accept-Encoding, Origin');
   });
 
   it('an actual request is forwarded and its answer gets the CORS headers', async () => {

@@ -1,0 +1,82 @@
+import { request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigFolder, httpRouteYaml } from '../../helpers/config-folder.ts';
+import { startEchoServer, type EchoServer } from '../../helpers/echo-server.ts';
+import { docs, GATEWAY_CLASS, gatewayYaml, serviceYaml } from '../../helpers/gateway-config.ts';
+import { killGateways, poll, startGateway } from '../../helpers/gateway-process.ts';
+import { findPortOffset } from '../../helpers/ports.ts';
+
+interface Workers {
+  version: string;
+  desired: number;
+  workers: { id: number; pid: number; appliedVersion: string | null; listening: boolean }[];
+}
+
+let upstream: EchoServer | undefined;
+let folder: ConfigFolder | undefined;
+
+afterEach(async () => {
+  await killGateways();
+  await upstream?.close();
+  await folder?.remove();
+  upstream = folder = undefined;
+});
+
+describe('meshgate gateway --workers', () => {
+  it('runs two workers on the same snapshot and replaces one that is killed', async () => {
+    upstream = await startEchoServer('web');
+    folder = await ConfigFolder.create({
+      'gateway.yaml': docs(
+        GATEWAY_CLASS,
+        gatewayYaml('default', 'edge', '    - { name: http, port: 8080, protocol: HTTP }'),
+      ),
+      'services.yaml': serviceYaml('default', 'web', upstream.port),
+      'routes.yaml': httpRouteYaml({ name: 'web', gateway: 'edge', backend: 'web' }),
+    });
+    const offset = await findPortOffset([8080]);
+    const gw = startGateway([
+      '--config',
+      folder.dir,
+      '--port-offset',
+      String(offset),
+      '--workers',
+      '2',
+    ]);
+    const { version } = await gw.ready();
+
+    const before = (await gw.admin<Workers>('/workers')).body;
+    expect(before.desired).toBe(2);
+    expect(before.workers).toHaveLength(2);
+    for (const w of before.workers)
+      expect(w).toMatchObject({ appliedVersion: version, listening: true });
+    const victim = (before.workers[0] as Workers['workers'][number]).pid;
+    const survivor = (before.workers[1] as Workers['workers'][number]).pid;
+
+    process.kill(victim, 'SIGKILL');
+    const replaced = await gw.waitForLog((l) => l.msg === 'worker replaced', 'the replacement');
+    expect(replaced.replacedPid).toBe(victim);
+    expect(gw.logs.find((l) => l.msg.startsWith('worker exited unexpectedly'))).toMatchObject({
+      workerPid: victim,
+      signal: 'SIGKILL',
+    });
+
+    // The replacement gets the current snapshot and /ready comes back.
+    const after = await poll(async () => {
+      const body = (await gw.admin<Workers>('/workers')).body;
+      return body.workers.length === 2 && body.workers.every((w) => w.appliedVersion === version)
+        ? body
+        : undefined;
+    }, 'the replacement to apply the snapshot');
+    expect(after.workers.map((w) => w.pid).sort()).toEqual(
+      [survivor, replaced.workerPid as number].sort(),
+    );
+    expect((await gw.ready()).version).toBe(version);
+
+    const res = await request(`http://127.0.0.1:${8080 + offset}/`, {
+      headers: { host: 'x.test', connection: 'close' },
+    });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    expect((await gw.stop()).code).toBe(0);
+  });
+});
