@@ -272,6 +272,7 @@ export class EdgeView {
     }
     if (options.rateLimit) attachRateLimits(this, options.rateLimit);
     this.apis = compileViewApis(this, previous?.apis);
+    endpointSets.forgetPrevious();
     // Health checks start with the view; what the previous view ran and this one dropped stops.
     backendPolicies.activate();
   }
@@ -351,7 +352,7 @@ export class EndpointSets {
   private readonly sets = new Map<string, EndpointSet>();
   constructor(
     private readonly snapshot: Snapshot,
-    private readonly previous?: EndpointSets,
+    private previous?: EndpointSets,
   ) {}
 
   get(namespace: string, name: string, port: number): EndpointSet {
@@ -369,6 +370,11 @@ export class EndpointSets {
     set = old && sameEndpoints(old, endpoints) ? old : new EndpointSet(endpoints);
     this.sets.set(key, set);
     return set;
+  }
+
+  /** Drops the link to the previous view's sets once this view is built, so views do not chain in memory. */
+  forgetPrevious(): void {
+    this.previous = undefined;
   }
 
   /** Every upstream origin this view may send to. */

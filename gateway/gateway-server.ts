@@ -376,6 +376,8 @@ export class GatewayServer {
     for (const s of this.servers.values()) forceClose(s);
     this.servers.clear();
     await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 100))]);
+    // Health checks and policy-owned pools belong to the view.
+    await this.view?.close();
     await this.pools.close();
     this.rateLimits.close();
   }
