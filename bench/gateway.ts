@@ -6,6 +6,9 @@
 //   4   wrk → fastify + @fastify/http-proxy               → upstream
 //   5a/b wrk → meshgate gateway, 1 route, --workers 1 / default
 //   6a/b wrk → meshgate gateway, 1,000 routes, --workers 1 / default
+//   7a/b wrk → meshgate, 1 route with JWT (ES256 / RS256, 16 hot tokens) and a local rate limit
+//        that never triggers, --workers 1
+//   8a/b the same with a global rate limit in Redis (a redis-server on the load core)
 //
 // Per row: wrk -t1 -c50 (req/s, p50, p99) and wrk -t1 -c1 (p50, p99), each after a warm-up;
 // every proxy runs from the start, and the rows are measured in interleaved rounds (medians).
@@ -37,7 +40,8 @@ import {
   stopProcess,
   type ManagedProcess,
 } from './gateway/child-processes.ts';
-import { ensureTools, toolVersion, type Tools } from './gateway/ensure-tools.ts';
+import { writeApiManagement, type JwtAlg, type LimitKind } from './gateway/api-management.ts';
+import { ensureTools, findExecutable, toolVersion, type Tools } from './gateway/ensure-tools.ts';
 import {
   foreignCores,
   measureCpuStalls,
@@ -110,11 +114,15 @@ interface Harness {
   upstreamPort: number;
   /** Whether to pin with taskset (2+ cores and taskset present). */
   pin: boolean;
+  /** The redis-server of the global rate-limit rows, started by the first of them. */
+  redis?: Promise<string>;
 }
 
 interface Target {
   url: string;
   procs: ManagedProcess[];
+  /** A wrk Lua script (the rows that send an Authorization header). */
+  wrkScript?: string;
 }
 
 interface RowSpec {
@@ -142,11 +150,15 @@ interface ProbeResult {
 }
 
 /** One GET with a fresh connection; the status and body, or the connection error. */
-async function probe(url: string): Promise<ProbeResult> {
+async function probe(url: string, headers: Record<string, string> = {}): Promise<ProbeResult> {
   const u = new URL(url);
   const client = new Client(u.origin, { headersTimeout: 5_000, bodyTimeout: 5_000 });
   try {
-    const res = await client.request({ path: `${u.pathname}${u.search}`, method: 'GET' });
+    const res = await client.request({
+      path: `${u.pathname}${u.search}`,
+      method: 'GET',
+      headers,
+    });
     const echoed = res.headers[UPSTREAM_PATH_HEADER];
     return {
       status: res.statusCode,
@@ -167,6 +179,7 @@ async function waitForAnswer(
   proc: ManagedProcess,
   url: string,
   timeoutMs: number,
+  headers: Record<string, string> = {},
 ): Promise<ProbeResult> {
   const deadline = Date.now() + timeoutMs;
   let lastError = '';
@@ -175,7 +188,7 @@ async function waitForAnswer(
       throw new Error(`${proc.name} exited with ${await proc.exited}: ${lastLines(proc.output())}`);
     }
     try {
-      return await probe(url);
+      return await probe(url, headers);
     } catch (err) {
       lastError = (err as Error).message;
       await sleep(100);
@@ -189,8 +202,9 @@ async function checkAnswersLikeUpstream(
   proc: ManagedProcess,
   url: string,
   timeoutMs = START_TIMEOUT_MS,
+  headers: Record<string, string> = {},
 ): Promise<void> {
-  const { status, body, upstreamPath } = await waitForAnswer(proc, url, timeoutMs);
+  const { status, body, upstreamPath } = await waitForAnswer(proc, url, timeoutMs, headers);
   const path = new URL(url).pathname;
   if (status !== 200 || body !== UPSTREAM_BODY) {
     throw new Error(
@@ -233,8 +247,16 @@ function nodeProxyRow(id: string, name: string, script: string): RowSpec {
   };
 }
 
-function meshgateRow(id: string, routes: number, workers: number | undefined): RowSpec {
-  const name = `meshgate, ${routes === 1 ? '1 route' : `${routes.toLocaleString('en-US')} routes`}, ${workers === undefined ? 'default workers' : `--workers ${workers}`}`;
+function meshgateRow(
+  id: string,
+  routes: number,
+  workers: number | undefined,
+  api?: { alg: JwtAlg; limit: LimitKind },
+): RowSpec {
+  const features = api
+    ? `, JWT ${api.alg} + ${api.limit === 'local' ? 'local rate limit' : 'global rate limit (Redis)'}`
+    : '';
+  const name = `meshgate, ${routes === 1 ? '1 route' : `${routes.toLocaleString('en-US')} routes`}${features}, ${workers === undefined ? 'default workers' : `--workers ${workers}`}`;
   const single = workers === 1;
   return {
     id,
@@ -249,6 +271,15 @@ function meshgateRow(id: string, routes: number, workers: number | undefined): R
       const indexes =
         routes === 1 ? [TARGET_ROUTE] : Array.from({ length: routes }, (_, i) => i + 1);
       writeMeshgateConfig(configDir, indexes, h.upstreamPort);
+      const managed = api
+        ? await writeApiManagement(
+            configDir,
+            routePrefix(TARGET_ROUTE).slice(1),
+            api.alg,
+            api.limit,
+          )
+        : undefined;
+      const redisUrl = api?.limit === 'global' ? await (h.redis ??= startRedis(h)) : undefined;
       // the Gateway listens on LISTENER_PORT; --port-offset moves it onto a free port
       let port = await freePort();
       while (port <= LISTENER_PORT) port = await freePort();
@@ -267,6 +298,7 @@ function meshgateRow(id: string, routes: number, workers: number | undefined): R
         '--access-log',
         'off',
         ...(workers === undefined ? [] : ['--workers', String(workers)]),
+        ...(redisUrl ? ['--rate-limit-redis', redisUrl] : []),
       ];
       const [cmd, cmdArgs] = single ? pinned(h, process.execPath, args) : [process.execPath, args];
       log(`  $ meshgate ${args.slice(1).join(' ')}`);
@@ -274,8 +306,11 @@ function meshgateRow(id: string, routes: number, workers: number | undefined): R
       try {
         await waitForReady(proc, `http://127.0.0.1:${adminPort}/ready`);
         const url = `http://127.0.0.1:${port}${REQUEST_PATH}`;
-        await checkAnswersLikeUpstream(proc, url);
-        return { url, procs: [proc] };
+        const headers: Record<string, string> = managed
+          ? { authorization: `Bearer ${managed.token}` }
+          : {};
+        await checkAnswersLikeUpstream(proc, url, START_TIMEOUT_MS, headers);
+        return { url, procs: [proc], ...(managed ? { wrkScript: managed.wrkScript } : {}) };
       } catch (err) {
         await stopProcess(proc);
         throw err;
@@ -353,9 +388,33 @@ const ROWS: RowSpec[] = [
   meshgateRow('5b', 1, undefined),
   meshgateRow('6a', ROUTE_COUNT, 1),
   meshgateRow('6b', ROUTE_COUNT, undefined),
+  meshgateRow('7a', 1, 1, { alg: 'ES256', limit: 'local' }),
+  meshgateRow('7b', 1, 1, { alg: 'RS256', limit: 'local' }),
+  meshgateRow('8a', 1, 1, { alg: 'ES256', limit: 'global' }),
+  meshgateRow('8b', 1, 1, { alg: 'RS256', limit: 'global' }),
 ];
 
-async function measureOnce(h: Harness, url: string): Promise<Sample> {
+/**
+ * The redis-server of the global rate-limit rows, on the load core with wrk and the upstream
+ * (it is the harness's, like the upstream): started once, stopped with everything else.
+ */
+async function startRedis(h: Harness): Promise<string> {
+  const bin = findExecutable('redis-server');
+  if (!bin) throw new NotAvailable('redis-server is not installed (apt-get install redis-server)');
+  const port = await freePort();
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  const [cmd, cmdArgs] = h.pin ? ['taskset', ['-c', String(LOAD_CPU), bin, ...args]] : [bin, args];
+  const proc = startProcess('redis-server', cmd, cmdArgs);
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (proc.hasExited()) throw new Error(`redis-server exited: ${lastLines(proc.output())}`);
+    if (/Ready to accept connections/.test(proc.output())) return `redis://127.0.0.1:${port}`;
+    await sleep(50);
+  }
+  throw new Error(`redis-server did not start: ${lastLines(proc.output())}`);
+}
+
+async function measureOnce(h: Harness, url: string, script?: string): Promise<Sample> {
   const ours = startedGroups();
   const own = ownProcessGroup();
   if (own !== undefined) ours.add(own);
@@ -366,6 +425,7 @@ async function measureOnce(h: Harness, url: string): Promise<Sample> {
       connections,
       durationSec,
       cpu: h.pin ? LOAD_CPU : undefined,
+      ...(script ? { script } : {}),
     });
   const measured = async (connections: number) => {
     await wrk(connections, WARMUP_SEC);
@@ -457,7 +517,7 @@ export async function runGatewayBench(): Promise<BenchRow[]> {
         }
         log(`gateway bench: round ${round}/${ROUNDS}, row ${row.id}, ${row.name}`);
         try {
-          const sample = await measureOnce(h, target.url);
+          const sample = await measureOnce(h, target.url, target.wrkScript);
           row.samples.push(sample);
           log(
             `  ${fmtRps(sample.c50.requestsPerSec)} req/s @50, p50 @1 ${fmtLatency(sample.c1.p50Us)}` +

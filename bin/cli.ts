@@ -1,6 +1,9 @@
 import { ConfigFolderError } from '../shared/config/load.ts';
+import { CONTROL_PLANE_USAGE, runControlPlane } from './commands/control-plane.ts';
 import { runExplain } from './commands/explain.ts';
 import { GATEWAY_USAGE, runGateway } from './commands/gateway.ts';
+import { SIDECAR_USAGE, runSidecar } from './commands/sidecar.ts';
+import { STATUS_USAGE, runStatus } from './commands/status.ts';
 import { TOKEN_USAGE, runToken } from './commands/token.ts';
 import { UsageError } from './commands/usage-error.ts';
 import { runValidate } from './commands/validate.ts';
@@ -14,6 +17,9 @@ usage:
   meshgate explain DIR --requests FILE [--json]
   ${GATEWAY_USAGE}
   ${TOKEN_USAGE}
+  ${CONTROL_PLANE_USAGE}
+  ${SIDECAR_USAGE}
+  ${STATUS_USAGE}
 `;
 
 /** Runs one CLI command and returns the exit code. */
@@ -27,8 +33,14 @@ export async function main(argv: string[]): Promise<number> {
         return await runExplain(rest);
       case 'gateway':
         return await runGateway(rest);
+      case 'sidecar':
+        return await runSidecar(rest);
       case 'token':
         return await runToken(rest);
+      case 'control-plane':
+        return await runControlPlane(rest);
+      case 'status':
+        return await runStatus(rest);
       case undefined:
       case 'help':
       case '--help':

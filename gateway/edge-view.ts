@@ -9,6 +9,7 @@ import {
   type BackendPolicyRuntime,
 } from '../shared/backend/backend-policy.ts';
 import { endpointOrigin, EndpointSet } from '../shared/backend/endpoint-set.ts';
+import { Pool, type Dispatcher } from 'undici';
 import { weightedPicker, type WeightedPicker } from '../shared/backend/weighted-pick.ts';
 import type {
   BackendIR,
@@ -24,8 +25,11 @@ import type {
 import type { SecurityPolicySpec } from '../shared/config/schemas/envoy-gateway.ts';
 import type { TokenIntrospectionPolicySpec } from '../shared/config/schemas/meshgate.ts';
 import { compileCors, type CorsPolicy } from '../shared/proxy/cors.ts';
+import { serviceEndpoints, type MeshEndpoints } from '../shared/proxy/mesh-endpoints.ts';
+import type { MeshPools } from '../shared/proxy/mesh-pools.ts';
 import { hostnameMatches } from '../shared/routing/hostname.ts';
 import type { IntrospectionAuthenticator } from './auth/introspection-authenticator.ts';
+import { meshPools as processMeshPools } from './layers/forward-to-backend.ts';
 import {
   compileSecurityPolicy,
   compileTokenIntrospectionPolicy,
@@ -91,6 +95,11 @@ export interface CompiledBackend {
   key: string;
   invalid?: string;
   endpoints: EndpointSet;
+  /**
+   * When the gateway is in the mesh: origin (https://…) → the SPIFFE id each sidecar endpoint
+   * must prove; endpoints not in it are plain HTTP.
+   */
+  identities?: ReadonlyMap<string, string>;
   /** The backendRef's own filters (HTTPBackendRef.filters), applied after the rule's. */
   requestHeaders?: HeaderModifierIR;
   responseHeaders?: HeaderModifierIR;
@@ -137,6 +146,14 @@ export interface EdgeTLS {
   fallbackOptions: { cert: string; key: string };
 }
 
+/**
+ * A snapshot cut for a gateway that joined the mesh (a ProxyView from the control plane in the
+ * shape of a Snapshot): it also says which endpoints are sidecars, called over mTLS.
+ */
+export interface MeshSnapshot extends Snapshot {
+  mesh?: { meshEndpoints: MeshEndpoints };
+}
+
 export interface EdgeViewOptions {
   /** "namespace/name" of the Gateways to serve; all of meshgate's when absent. */
   gateways?: readonly string[];
@@ -146,6 +163,8 @@ export interface EdgeViewOptions {
   backend?: Partial<BackendPolicyRuntime>;
   /** The process's rate-limit lessees, which outlive views; no rate limits are enforced without. */
   rateLimit?: RateLimitRuntime;
+  /** mTLS pools to mesh sidecars for health checks and policy-owned connections (default: the process's). */
+  meshPools?: MeshPools;
 }
 
 export class EdgeView {
@@ -165,10 +184,19 @@ export class EdgeView {
     this.gateways = snapshot.gateways.filter(
       (g) => !wanted || wanted.has(`${g.namespace}/${g.name}`),
     );
-    const endpointSets = new EndpointSets(snapshot, previous?.endpointSets);
+    const meshEndpoints = (snapshot as MeshSnapshot).mesh?.meshEndpoints;
+    const endpointSets = new EndpointSets(snapshot, previous?.endpointSets, meshEndpoints);
     this.endpointSets = endpointSets;
     // Takes over the balancing, breaker, ejection and health state of the previous view.
-    const backendPolicies = new BackendPolicies(options.backend, previous?.backendPolicies);
+    const backendPolicies = new BackendPolicies(
+      meshEndpoints
+        ? {
+            ...options.backend,
+            createPool: meshAwarePools(endpointSets, options.meshPools ?? processMeshPools),
+          }
+        : options.backend,
+      previous?.backendPolicies,
+    );
     this.backendPolicies = backendPolicies;
     const security = new Map<string, CompiledSecurityPolicy>();
     const securityPolicy = (id: string | undefined): CompiledSecurityPolicy | undefined => {
@@ -350,9 +378,13 @@ function specificity(hostname: string): number {
 /** Endpoint sets by "namespace/name:port", shared by every rule of a view. */
 export class EndpointSets {
   private readonly sets = new Map<string, EndpointSet>();
+  /** Sidecar endpoints' origins (https://…) → their SPIFFE ids (in the mesh only). */
+  readonly identities = new Map<string, string>();
   constructor(
     private readonly snapshot: Snapshot,
     private previous?: EndpointSets,
+    /** In the mesh: the sidecar endpoints, reached over mTLS. */
+    private readonly meshEndpoints?: MeshEndpoints,
   ) {}
 
   get(namespace: string, name: string, port: number): EndpointSet {
@@ -360,11 +392,17 @@ export class EndpointSets {
     let set = this.sets.get(key);
     if (set) return set;
     const svc = this.snapshot.services.find((s) => s.namespace === namespace && s.name === name);
-    const endpoints = (svc?.ports.find((p) => p.port === port)?.endpoints ?? []).map((e) => ({
-      address: e.address,
-      port: e.port,
-      origin: endpointOrigin(e.address, e.port),
-    }));
+    let endpoints: { address: string; port: number; origin: string }[];
+    if (this.meshEndpoints) {
+      const listed = serviceEndpoints(svc, port, this.meshEndpoints);
+      for (const e of listed) if (e.spiffeId) this.identities.set(e.origin, e.spiffeId);
+      endpoints = listed;
+    } else
+      endpoints = (svc?.ports.find((p) => p.port === port)?.endpoints ?? []).map((e) => ({
+        address: e.address,
+        port: e.port,
+        origin: endpointOrigin(e.address, e.port),
+      }));
     const old = this.previous?.sets.get(key);
     // Same endpoints as before: keep the set, so round robin does not restart on every reload.
     set = old && sameEndpoints(old, endpoints) ? old : new EndpointSet(endpoints);
@@ -375,6 +413,11 @@ export class EndpointSets {
   /** Drops the link to the previous view's sets once this view is built, so views do not chain in memory. */
   forgetPrevious(): void {
     this.previous = undefined;
+  }
+
+  /** "origin|spiffeId" of every sidecar endpoint this view may call (MeshPools.retain). */
+  meshPeers(): Set<string> {
+    return new Set([...this.identities].map(([origin, id]) => `${origin}|${id}`));
   }
 
   /** Every upstream origin this view may send to. */
@@ -398,6 +441,14 @@ function compileBackend(b: BackendIR, sets: EndpointSets): CompiledBackend {
     endpoints: sets.get(b.namespace, b.name, b.port),
     mirrors: [],
   };
+  if (sets.identities.size > 0) {
+    const identities = new Map<string, string>();
+    for (const e of out.endpoints.endpoints) {
+      const id = sets.identities.get(e.origin);
+      if (id) identities.set(e.origin, id);
+    }
+    if (identities.size > 0) out.identities = identities;
+  }
   if (b.invalid) out.invalid = `${b.invalid.reason}: ${b.invalid.message}`;
   // Every filter type a backendRef may carry is honoured; none is dropped silently.
   for (const f of b.filters) {
@@ -561,4 +612,27 @@ function attachBackendPolicies(
     }
     item.policy = policy;
   }
+}
+
+/**
+ * BackendTrafficPolicy pools (health checks, connection settings) for a view in the mesh: a
+ * sidecar endpoint's pool speaks mTLS and checks its identity; others are plain, as before.
+ */
+function meshAwarePools(
+  sets: EndpointSets,
+  meshPools: MeshPools,
+): (origin: string, options: Pool.Options) => Dispatcher {
+  return (origin, options) => {
+    const spiffeId = sets.identities.get(origin);
+    if (spiffeId === undefined) return new Pool(origin, options);
+    const { connect, ...rest } = options;
+    const timeout =
+      connect && typeof connect === 'object' && typeof connect.timeout === 'number'
+        ? connect.timeout
+        : undefined;
+    return meshPools.create(origin, spiffeId, {
+      ...rest,
+      ...(timeout !== undefined ? { connectTimeoutMs: timeout } : {}),
+    });
+  };
 }

@@ -1,11 +1,14 @@
 // The primary process of `meshgate gateway`: it watches and compiles the config folder (once, for
 // every worker), runs N workers with node:cluster that share the listening sockets and serve the
 // same snapshot, replaces a worker that dies, serves the admin API, and on SIGTERM/SIGINT drains
-// the workers before it exits. The primary never serves a request: with node:cluster's
+// the workers before it exits. In the mesh (--control-plane) the folder is replaced by the control
+// plane: the primary gets its identity and its view from it, and hands the workers the view (as a
+// snapshot) and its mTLS credentials, again on every rotation. The primary never serves a request: with node:cluster's
 // round-robin scheduling (the default but on Windows) it accepts connections and hands each one
 // to a worker.
 
 import cluster, { type Worker } from 'node:cluster';
+import { hostname } from 'node:os';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
@@ -14,6 +17,12 @@ import { allConditions, isProblem } from '../shared/config/compile/conditions.ts
 import type { ConfigError } from '../shared/config/errors.ts';
 import { formatLocation } from '../shared/config/resource.ts';
 import { FolderSource, type FolderUpdate } from '../shared/config/sources/folder-source.ts';
+import { DiscoveryClient, type ApplyResult } from '../shared/discovery/client.ts';
+import type { ProxyView } from '../shared/discovery/protocol.ts';
+import type { WorkloadCredentials } from '../shared/identity/workload-identity.ts';
+import { joinTokenIdentity } from '../shared/proxy/join-identity.ts';
+import { snapshotOfView } from '../shared/proxy/view-snapshot.ts';
+import type { MeshSnapshot } from './edge-view.ts';
 import type { AccessLogTarget } from './access-log.ts';
 import {
   servedGateways,
@@ -37,8 +46,19 @@ import {
   type WorkerSettings,
 } from './worker.ts';
 
+/** The gateway joins the mesh: identity and view from the control plane instead of a folder. */
+export interface GatewayMeshOptions {
+  /** The discovery URL, https://HOST:15010. */
+  controlPlaneUrl: string;
+  controlPlaneCaPem: string;
+  /** The join token: it decides the gateway's identity (meshgate-system/meshgate-gateway by default). */
+  tokenFile: string;
+}
+
 export interface SupervisorOptions {
-  configDir: string;
+  /** The watched config folder (standalone); exactly one of configDir and mesh is given. */
+  configDir?: string;
+  mesh?: GatewayMeshOptions;
   listenHost: string;
   portOffset: number;
   adminHost: string;
@@ -77,7 +97,9 @@ interface WorkerState {
 export class GatewaySupervisor implements AdminSource {
   readonly settings: ServeSettings;
   private readonly log: Logger;
-  private readonly source: FolderSource;
+  private readonly source: FolderSource | undefined;
+  /** In the mesh: the control plane's client (identity, renewals, the view). */
+  private discovery: DiscoveryClient | undefined;
   private current: ServedConfig | undefined;
   private readonly states = new Map<number, WorkerState>();
   private admin: FastifyInstance | undefined;
@@ -105,25 +127,28 @@ export class GatewaySupervisor implements AdminSource {
       portOffset: options.portOffset,
       ...(options.gateways ? { gateways: options.gateways } : {}),
     };
-    this.source = new FolderSource({
-      dir: options.configDir,
-      onUpdate: (u) => this.handleUpdate(u),
-    });
+    this.source = options.configDir
+      ? new FolderSource({ dir: options.configDir, onUpdate: (u) => this.handleUpdate(u) })
+      : undefined;
   }
 
   /** Runs until the gateway has stopped; resolves with the exit code. */
   async run(): Promise<number> {
-    const first = await this.source.start();
-    if (first.kind !== 'loaded') {
-      if (first.kind === 'rejected') this.logErrors(first.errors);
-      this.log.error(
-        { dir: this.options.configDir },
-        'config rejected at start: nothing to serve; fix the errors and start again',
-      );
-      this.source.close();
-      return 1;
+    if (this.options.mesh) {
+      if (!(await this.joinMesh(this.options.mesh))) return 1;
+    } else if (this.source) {
+      const first = await this.source.start();
+      if (first.kind !== 'loaded') {
+        if (first.kind === 'rejected') this.logErrors(first.errors);
+        this.log.error(
+          { dir: this.options.configDir },
+          'config rejected at start: nothing to serve; fix the errors and start again',
+        );
+        this.source.close();
+        return 1;
+      }
+      this.accept(first);
     }
-    this.accept(first);
 
     try {
       const admin = await startAdminServer(this, this.options.adminHost, this.options.adminPort);
@@ -131,7 +156,8 @@ export class GatewaySupervisor implements AdminSource {
       this.log.info({ address: this.options.adminHost, port: admin.port }, 'admin API listening');
     } catch (err) {
       this.log.error({ err }, 'admin API cannot listen');
-      this.source.close();
+      this.source?.close();
+      await this.discovery?.stop();
       return 1;
     }
 
@@ -165,7 +191,12 @@ export class GatewaySupervisor implements AdminSource {
       reason,
     });
     if (this.stopping) return notReady('draining: the gateway is shutting down');
-    if (!version) return notReady('no config has been loaded');
+    if (this.options.mesh && !this.discovery?.credentials)
+      return notReady('no workload certificate from the control plane yet');
+    if (!version)
+      return notReady(
+        this.options.mesh ? 'no view from the control plane yet' : 'no config has been loaded',
+      );
     const states = [...this.states.values()];
     if (states.length < this.options.workers)
       return notReady(`${states.length} of ${this.options.workers} workers running`);
@@ -285,6 +316,105 @@ export class GatewaySupervisor implements AdminSource {
       );
   }
 
+  // --- the mesh ---
+
+  /**
+   * Learns the gateway's identity from its join token, then opens the control plane's stream in
+   * the background: the view arrives in acceptView, certificates (first and renewed) go to the
+   * workers. False when the token is refused.
+   */
+  private async joinMesh(mesh: GatewayMeshOptions): Promise<boolean> {
+    let identity;
+    try {
+      identity = await joinTokenIdentity({
+        controlPlaneUrl: mesh.controlPlaneUrl,
+        rootCaPem: mesh.controlPlaneCaPem,
+        tokenFile: mesh.tokenFile,
+        onRetry: (err, retryInMs) =>
+          this.log.warn(
+            { err: err.message, retryInMs, controlPlane: mesh.controlPlaneUrl },
+            'cannot reach the control plane yet; retrying',
+          ),
+      });
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cannot join the mesh');
+      return false;
+    }
+    const gateways = this.options.gateways;
+    const client = new DiscoveryClient({
+      controlPlaneUrl: mesh.controlPlaneUrl,
+      rootCaPem: mesh.controlPlaneCaPem,
+      tokenFile: mesh.tokenFile,
+      trustDomain: identity.trustDomain,
+      hello: {
+        proxyId: `gateway~${identity.namespace}~${identity.serviceAccount}~${hostname()}:${process.pid}`,
+        kind: 'gateway',
+        namespace: identity.namespace,
+        serviceAccount: identity.serviceAccount,
+        labels: {},
+        ...(gateways ? { gateways } : {}),
+      },
+      apply: (view) => this.acceptView(view),
+      logger: this.log,
+    });
+    this.discovery = client;
+    client.on('rotated', (current) => this.sendCredentialsToAll(current));
+    void client.start().then(
+      (credentials) => {
+        this.log.info(
+          { spiffeId: credentials.spiffeId, notAfter: credentials.notAfter.toISOString() },
+          'joined the mesh',
+        );
+        this.sendCredentialsToAll(credentials);
+      },
+      (err: unknown) => {
+        if (!this.stopping) this.log.error({ err }, 'no workload certificate');
+      },
+    );
+    return true;
+  }
+
+  /** A view from the control plane: served as a snapshot that also names the sidecar endpoints. */
+  private acceptView(view: ProxyView): ApplyResult {
+    if (this.stopping) return { ok: true };
+    const snapshot: MeshSnapshot = {
+      ...snapshotOfView(view),
+      mesh: { meshEndpoints: view.meshEndpoints },
+    };
+    this.log.info(
+      {
+        version: view.version,
+        snapshot: view.snapshotVersion,
+        gateways: snapshot.gateways.length,
+        listeners: snapshot.gateways.reduce((n, g) => n + g.listeners.length, 0),
+        routes: snapshot.routes.length,
+        services: snapshot.services.length,
+      },
+      'view from the control plane',
+    );
+    this.current = { snapshot, statuses: [], loadedAt: new Date().toISOString() };
+    for (const name of this.options.gateways ?? [])
+      if (!snapshot.gateways.some((g) => `${g.namespace}/${g.name}` === name))
+        this.log.warn({ gateway: name }, '--gateway names no Gateway in the view');
+    for (const s of this.states.values()) this.sendSnapshot(s);
+    return { ok: true };
+  }
+
+  private sendCredentialsToAll(credentials: WorkloadCredentials): void {
+    for (const s of this.states.values()) if (s.connected) this.sendCredentials(s, credentials);
+  }
+
+  private sendCredentials(s: WorkerState, credentials: WorkloadCredentials): void {
+    this.send(s, {
+      type: 'mesh-credentials',
+      credentials: {
+        keyPem: credentials.keyPem,
+        chainPem: [...credentials.chainPem],
+        rootPem: credentials.rootPem,
+      },
+    });
+  }
+
   // --- workers ---
 
   private fork(replacing?: number): void {
@@ -350,11 +480,15 @@ export class GatewaySupervisor implements AdminSource {
       case 'rl-release':
         this.budgets?.release(msg);
         break;
-      case 'ready':
+      case 'ready': {
         s.connected = true;
+        const credentials = this.discovery?.credentials;
+        // Credentials first: the snapshot's sidecar endpoints need them.
+        if (credentials && !this.stopping) this.sendCredentials(s, credentials);
         if (this.stopping) this.send(s, { type: 'drain', timeoutMs: this.options.drainMs });
         else this.sendSnapshot(s);
         break;
+      }
       case 'applied': {
         s.applied = msg;
         delete s.failed;
@@ -436,7 +570,9 @@ export class GatewaySupervisor implements AdminSource {
       { signal, drainSeconds: this.options.drainMs / 1000, workers: this.states.size },
       'shutting down: draining workers',
     );
-    this.source.close();
+    this.source?.close();
+    // Leaves the mesh: the control plane drops the stream (and stops renewing the certificate).
+    void this.discovery?.stop();
     for (const t of this.restartTimers) clearTimeout(t);
     this.restartTimers.clear();
     // A worker that has not said 'ready' yet is told to drain when it does.

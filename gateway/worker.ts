@@ -8,6 +8,8 @@
 //   worker → primary  {type:'applied', version, ports, problems, listening, addresses}
 //                     {type:'apply-failed', version, error}
 //   primary → worker  {type:'drain', timeoutMs}              stop accepting, finish, exit 0
+//   primary → worker  {type:'mesh-credentials', credentials} the gateway's workload certificate
+//                     (in the mesh: before the first snapshot, and on every rotation)
 //   worker → primary  {type:'draining', inflight}
 // Rate-limit leases (gateway/ratelimit/ipc.ts; the supervisor holds local budgets, Redis global ones):
 //   worker → primary  {type:'rl-acquire', id, kind, request}  a lease of tokens for one bucket and window
@@ -20,6 +22,8 @@ import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { deepFreeze } from '../shared/config/compile/snapshot-version.ts';
 import type { Snapshot } from '../shared/config/snapshot.ts';
+import type { MtlsCredentials } from '../shared/identity/peer-verification.ts';
+import type { MeshPools } from '../shared/proxy/mesh-pools.ts';
 import { createLogger, type AccessLogTarget } from './access-log.ts';
 import type { BoundPort, GatewayServer } from './gateway-server.ts';
 import type { LeaseRequest } from './ratelimit/budget.ts';
@@ -43,7 +47,10 @@ export interface WorkerSettings {
 export type GatewayAddresses = ReturnType<GatewayServer['addresses']>;
 
 export type PrimaryMessage =
-  { type: 'apply'; snapshot: Snapshot } | { type: 'drain'; timeoutMs: number };
+  | { type: 'apply'; snapshot: Snapshot }
+  | { type: 'drain'; timeoutMs: number }
+  /** Key, chain and root: what the worker's mTLS pools to mesh sidecars present and trust. */
+  | { type: 'mesh-credentials'; credentials: MtlsCredentials };
 
 export interface RateLimitAcquireMessage {
   type: 'rl-acquire';
@@ -88,7 +95,7 @@ export function isWorkerMessage(m: unknown): m is WorkerMessage {
 
 function isPrimaryMessage(m: unknown): m is PrimaryMessage {
   const type = (m as { type?: unknown } | null)?.type;
-  return type === 'apply' || type === 'drain';
+  return type === 'apply' || type === 'drain' || type === 'mesh-credentials';
 }
 
 class GatewayWorker {
@@ -101,6 +108,8 @@ class GatewayWorker {
     private readonly settings: WorkerSettings,
     private readonly server: GatewayServer,
     private readonly logger: Logger,
+    /** The backend layer's pools to mesh sidecars (gateway/layers/forward-to-backend.ts). */
+    private readonly meshPools: MeshPools,
   ) {}
 
   start(): void {
@@ -117,6 +126,9 @@ class GatewayWorker {
       if (msg.type === 'apply') {
         this.pending = msg.snapshot;
         void this.applyPending();
+      } else if (msg.type === 'mesh-credentials') {
+        // New connections to sidecars present these; connections open on the old ones finish.
+        this.meshPools.setCredentials(msg.credentials);
       } else void this.drainAndExit(msg.timeoutMs);
     });
     send({ type: 'ready' });
@@ -130,6 +142,8 @@ class GatewayWorker {
       this.pending = undefined;
       try {
         const result = await this.server.apply(snapshot);
+        const view = this.server.currentView;
+        if (view) this.meshPools.retain(view.endpointSets.meshPeers());
         const bound = new Set(result.ports.map((p) => p.port));
         const wanted = [...(this.server.currentView?.ports.keys() ?? [])];
         send({
@@ -153,6 +167,7 @@ class GatewayWorker {
     send({ type: 'draining', inflight: this.server.inflightRequests });
     try {
       await this.server.drain(timeoutMs);
+      await this.meshPools.close();
     } finally {
       await flushLogger(this.logger);
       process.exit(0);
@@ -184,10 +199,12 @@ if (cluster.isWorker) {
   const settings = JSON.parse(raw) as WorkerSettings;
   const logger = createLogger(settings.accessLog);
   // Imported here, so the primary (which imports this module for the protocol) stays light.
-  const [{ GatewayServer }, { IpcLeaseChannel, isRateLimitGrant }] = await Promise.all([
-    import('./gateway-server.ts'),
-    import('./ratelimit/ipc.ts'),
-  ]);
+  const [{ GatewayServer }, { IpcLeaseChannel, isRateLimitGrant }, { meshPools }] =
+    await Promise.all([
+      import('./gateway-server.ts'),
+      import('./ratelimit/ipc.ts'),
+      import('./layers/forward-to-backend.ts'),
+    ]);
   // Rate-limit leases come from the supervisor, so that the workers share one budget.
   const leases = new IpcLeaseChannel(send);
   process.on('message', (msg: unknown) => {
@@ -206,5 +223,5 @@ if (cluster.isWorker) {
       failureMode: settings.rateLimit?.failureMode ?? 'open',
     },
   });
-  new GatewayWorker(settings, server, logger).start();
+  new GatewayWorker(settings, server, logger, meshPools).start();
 }

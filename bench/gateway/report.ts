@@ -167,6 +167,20 @@ export function checkTargets(summaries: Map<string, Summary | undefined>): Targe
       fmtRatio,
     );
   }
+  // API management (JWT over hot tokens, a rate limit that never triggers) vs the plain route
+  for (const [row, floor] of [
+    ['7a', 0.85],
+    ['7b', 0.85],
+    ['8a', 0.7],
+    ['8b', 0.7],
+  ] as const)
+    check(
+      `JWT + ${row.startsWith('7') ? 'local' : 'Redis'} rate limit (${row}) req/s ≥ ${floor * 100}% of 1 route (5a)`,
+      [row, '5a'],
+      rps,
+      (r) => r >= floor,
+      fmtPercent,
+    );
   return checks;
 }
 
@@ -199,7 +213,7 @@ export function markdownReport(
   );
   lines.push(
     ctx.pin
-      ? `Pinning: wrk and the upstream nginx on core ${ctx.loadCpu}; the proxy under test alone on core ${ctx.proxyCpu} (rows 2, 3, 4, 5a, 6a). Rows 5b and 6b (meshgate's default worker count) are not pinned: their workers share both cores with wrk and the upstream. Row 1 is the harness's own ceiling (wrk and the upstream on one core).`
+      ? `Pinning: wrk and the upstream nginx (and the redis-server of rows 8a/b) on core ${ctx.loadCpu}; the proxy under test alone on core ${ctx.proxyCpu} (rows 2, 3, 4, 5a, 6a, 7a/b, 8a/b). Rows 5b and 6b (meshgate's default worker count) are not pinned: their workers share both cores with wrk and the upstream. Row 1 is the harness's own ceiling (wrk and the upstream on one core).`
       : 'Pinning: none (fewer than 2 cores, or no taskset); the rows are less comparable.',
     '',
   );

@@ -19,6 +19,8 @@ export interface WrkOptions {
   durationSec: number;
   /** `taskset -c CPU wrk …`, or no pinning when undefined. */
   cpu?: number;
+  /** A Lua script (`-s`), e.g. one that adds an Authorization header. */
+  script?: string;
 }
 
 const UNIT_US: Record<string, number> = { us: 1, ms: 1_000, s: 1_000_000, m: 60_000_000 };
@@ -52,7 +54,14 @@ export function parseWrkOutput(text: string): WrkResult {
 }
 
 export async function runWrk(opts: WrkOptions): Promise<WrkResult> {
-  const wrkArgs = ['-t1', `-c${opts.connections}`, `-d${opts.durationSec}s`, '--latency', opts.url];
+  const wrkArgs = [
+    '-t1',
+    `-c${opts.connections}`,
+    `-d${opts.durationSec}s`,
+    '--latency',
+    ...(opts.script ? ['-s', opts.script] : []),
+    opts.url,
+  ];
   const [command, args] =
     opts.cpu === undefined
       ? [opts.wrk, wrkArgs]

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, openSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigFolderError } from '../../shared/config/load.ts';
@@ -8,9 +8,13 @@ import { UsageError } from './usage-error.ts';
 const DEFAULT_ADMIN_PORT = 15000;
 
 export const GATEWAY_USAGE =
-  'meshgate gateway --config DIR [--listen-host 127.0.0.1] [--port-offset N] [--admin-port P] [--gateway NS/NAME]... [--workers N] [--drain-seconds S] [--access-log stdout|off|FILE] [--rate-limit-redis URL] [--rate-limit-failure-mode open|closed]';
+  'meshgate gateway (--config DIR | --control-plane URL --token FILE --control-plane-ca FILE) [--listen-host 127.0.0.1] [--port-offset N] [--admin-port P] [--gateway NS/NAME]... [--workers N] [--drain-seconds S] [--access-log stdout|off|FILE] [--rate-limit-redis URL] [--rate-limit-failure-mode open|closed]';
 
-/** `meshgate gateway --config DIR …`: the edge gateway, standalone, from a watched folder. */
+/**
+ * `meshgate gateway --config DIR …`: the edge gateway, standalone, from a watched folder; or,
+ * with `--control-plane URL --token FILE --control-plane-ca FILE`, a member of the mesh: its
+ * identity and listeners from the control plane, mTLS to the services' sidecars.
+ */
 export async function runGateway(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -28,13 +32,26 @@ export async function runGateway(argv: string[]): Promise<number> {
         'access-log': { type: 'string', default: 'stdout' },
         'rate-limit-redis': { type: 'string' },
         'rate-limit-failure-mode': { type: 'string', default: 'open' },
+        'control-plane': { type: 'string' },
+        token: { type: 'string' },
+        'control-plane-ca': { type: 'string' },
       },
     });
   } catch (err) {
     throw new UsageError(`${(err as Error).message}\nusage: ${GATEWAY_USAGE}`);
   }
   const v = parsed.values;
-  if (!v.config) throw new UsageError(`--config DIR is required\nusage: ${GATEWAY_USAGE}`);
+  const inMesh =
+    v['control-plane'] !== undefined ||
+    v.token !== undefined ||
+    v['control-plane-ca'] !== undefined;
+  if (inMesh && v.config !== undefined)
+    throw new UsageError(
+      `give --config DIR (standalone) or --control-plane URL (in the mesh), not both\nusage: ${GATEWAY_USAGE}`,
+    );
+  if (!inMesh && !v.config)
+    throw new UsageError(`--config DIR is required\nusage: ${GATEWAY_USAGE}`);
+  const mesh = inMesh ? meshOptions(v['control-plane'], v.token, v['control-plane-ca']) : undefined;
   const portOffset = integer('--port-offset', v['port-offset'], -65535, 65535);
   // 0 takes any free port (printed in the "admin API listening" log line).
   const adminPort = integer('--admin-port', v['admin-port'], 0, 65535);
@@ -72,7 +89,7 @@ export async function runGateway(argv: string[]): Promise<number> {
   const failureMode = v['rate-limit-failure-mode'];
   if (failureMode !== 'open' && failureMode !== 'closed')
     throw new UsageError(`--rate-limit-failure-mode ${failureMode}: expected open or closed`);
-  if (!existsSync(v.config) || !statSync(v.config).isDirectory())
+  if (v.config !== undefined && (!existsSync(v.config) || !statSync(v.config).isDirectory()))
     throw new ConfigFolderError(`config folder ${v.config} does not exist or is not a folder`);
 
   // Loaded here, so `validate` and `explain` do not pay for fastify and the data plane.
@@ -81,7 +98,8 @@ export async function runGateway(argv: string[]): Promise<number> {
     import('../../gateway/access-log.ts'),
   ]);
   const supervisor = new GatewaySupervisor({
-    configDir: v.config,
+    ...(v.config !== undefined ? { configDir: v.config } : {}),
+    ...(mesh ? { mesh } : {}),
     listenHost: v['listen-host'],
     portOffset,
     adminHost: '127.0.0.1',
@@ -95,6 +113,36 @@ export async function runGateway(argv: string[]): Promise<number> {
     logger: createLogger('stdout', 'meshgate-gateway', { sync: true }),
   });
   return supervisor.run();
+}
+
+/** --control-plane, --token and --control-plane-ca: all three, checked. */
+function meshOptions(
+  url: string | undefined,
+  tokenFile: string | undefined,
+  caFile: string | undefined,
+): { controlPlaneUrl: string; tokenFile: string; controlPlaneCaPem: string } {
+  if (url === undefined || tokenFile === undefined || caFile === undefined)
+    throw new UsageError(
+      `--control-plane URL, --token FILE and --control-plane-ca FILE go together\nusage: ${GATEWAY_USAGE}`,
+    );
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || parsed.protocol !== 'https:')
+    throw new UsageError(`--control-plane ${url}: expected the discovery URL, https://HOST:15010`);
+  if (!existsSync(tokenFile)) throw new UsageError(`--token ${tokenFile}: no such file`);
+  let caPem: string;
+  try {
+    caPem = readFileSync(caFile, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--control-plane-ca ${caFile}: ${(err as Error).message}`);
+  }
+  if (!caPem.includes('-----BEGIN CERTIFICATE-----'))
+    throw new UsageError(`--control-plane-ca ${caFile}: no PEM certificate in it`);
+  return { controlPlaneUrl: parsed.href.replace(/\/$/, ''), tokenFile, controlPlaneCaPem: caPem };
 }
 
 function integer(flag: string, value: string, min: number, max: number): number {

@@ -12,11 +12,27 @@ import { addCorsHeaders } from '../../shared/proxy/cors.ts';
 import { ProxyError } from '../../shared/proxy/errors.ts';
 import { forward, RetryableResponse } from '../../shared/proxy/forward.ts';
 import { applyHeaderOps, type HeaderMap } from '../../shared/proxy/headers.ts';
+import { MeshPools, meshServerName } from '../../shared/proxy/mesh-pools.ts';
 import type { UpstreamPools } from '../../shared/proxy/upstream-pools.ts';
 import type { CompiledBackend, CompiledRule, Mirror } from '../edge-view.ts';
 import type { EdgeRequest } from '../request-context.ts';
 import { answerRedirect, hostWithoutPort, modifyPath } from './answer-rule-directly.ts';
 import { answerCors } from './apply-cors.ts';
+
+/**
+ * The process's mTLS pools to mesh sidecars, for a gateway that joined the mesh: the worker gives
+ * it the gateway's credentials (and every rotation), and backends whose endpoints are sidecars
+ * (CompiledBackend.identities) are called through it. Standalone, it is never used.
+ */
+export const meshPools = new MeshPools();
+
+/** The dispatcher for one endpoint of `backend`: mTLS to a sidecar, plain HTTP to anything else. */
+function dispatcherFor(pools: UpstreamPools, backend: CompiledBackend, origin: string): Dispatcher {
+  const spiffeId = backend.identities?.get(origin);
+  return spiffeId === undefined
+    ? (pools.get(origin) as Dispatcher)
+    : meshPools.get(origin, spiffeId, meshServerName(backend.key));
+}
 
 export interface ForwardDeps {
   pools: UpstreamPools;
@@ -30,7 +46,7 @@ export interface ForwardDeps {
  * with a BackendTrafficPolicy goes through the policy's layers instead (forwardWithPolicy).
  */
 export function forwardToBackend(deps: ForwardDeps) {
-  const policyDeps: PolicyForwardDeps = {
+  const plainDeps: PolicyForwardDeps = {
     random: deps.random,
     now: deps.now,
     timers: requestTimers,
@@ -68,7 +84,9 @@ export function forwardToBackend(deps: ForwardDeps) {
         backend.policy,
         policyRequest(r, rule, backend, headers, path, body),
         r.res,
-        policyDeps,
+        backend.identities
+          ? { ...plainDeps, dispatcher: (origin) => dispatcherFor(deps.pools, backend, origin) }
+          : plainDeps,
       );
 
     const deadline = rule.requestTimeoutMs > 0 ? r.startedAt + rule.requestTimeoutMs : 0;
@@ -90,7 +108,7 @@ export function forwardToBackend(deps: ForwardDeps) {
       try {
         await forward(
           {
-            dispatcher: deps.pools.get(endpoint.origin) as Dispatcher,
+            dispatcher: dispatcherFor(deps.pools, backend, endpoint.origin),
             origin: endpoint.origin,
             method: r.method,
             path,
@@ -238,8 +256,7 @@ function sendMirrors(
       ...headers,
       host: `${hostWithoutPort(String(headers.host))}-shadow`,
     };
-    pools
-      .get(endpoint.origin)
+    dispatcherFor(pools, m.target, endpoint.origin)
       .request({ origin: endpoint.origin, method: r.method, path, headers: mirrored, body: copy })
       .then((res) => res.body.dump())
       .catch(() => copy?.destroy());

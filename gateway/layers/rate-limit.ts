@@ -63,8 +63,9 @@ function decide(
     }
     if (state === 'ready') buckets[i] = b;
     else if (state === 'failing') {
-      // Unreachable backend: open admits (nothing to spend), closed refuses with 500 (RLSE).
-      if (limits.failureMode === 'closed' && !rule.shadow)
+      // Unreachable Redis: open admits (nothing to spend), closed refuses with 500 (RLSE). A
+      // local holder is the supervisor itself: if it does not answer, the worker is going away.
+      if (limits.failureMode === 'closed' && rule.kind === 'global' && !rule.shadow)
         throw new ProxyError(
           'MG_ERR_RATE_LIMIT_UNAVAILABLE',
           `rate limit ${rule.name} of ${r.rule?.id}: the ${rule.kind} rate-limit backend is unreachable and the failure mode is closed`,

@@ -73,9 +73,13 @@ export class RedisBudget implements BudgetHolder {
   private downSince = 0;
   private errorsWhileDown = 0;
   private closed = false;
+  /** Settles at the first connection or the first failure, whichever comes first. */
+  private readonly firstAttempt: Promise<void>;
+  private settleFirstAttempt: () => void = () => {};
 
   constructor(private readonly options: RedisBudgetOptions) {
     rateLimitBackendUp.set({ backend: 'redis' }, 0);
+    this.firstAttempt = new Promise((resolve) => (this.settleFirstAttempt = resolve));
     this.redis = new Redis(options.url, {
       enableOfflineQueue: false,
       // A lease is on a request's path: it is answered now, or the failure mode decides.
@@ -101,6 +105,9 @@ export class RedisBudget implements BudgetHolder {
   }
 
   async acquire(r: LeaseRequest): Promise<LeaseGrant> {
+    // Leases asked for while the first connection is being made wait for it (connectTimeout at
+    // most) rather than fail: a gateway that just started is not in an outage.
+    if (this.up === undefined) await this.firstAttempt;
     const now = this.options.now();
     const ttl = Math.max(1, r.windowStart + r.windowMs - now) + KEY_SLACK_MS;
     const spread = 2 * Math.max(2, this.options.lessees?.() ?? 1);
@@ -131,6 +138,7 @@ export class RedisBudget implements BudgetHolder {
   }
 
   private markUp(): void {
+    this.settleFirstAttempt();
     if (this.up === true) return;
     const wasDown = this.up === false;
     this.up = true;
@@ -150,6 +158,7 @@ export class RedisBudget implements BudgetHolder {
 
   /** One log line per outage: only the transition to down is logged, not each failure. */
   private markDown(reason: string): void {
+    this.settleFirstAttempt();
     if (this.up === false || this.closed) return;
     this.up = false;
     this.downSince = this.options.now();
@@ -165,6 +174,7 @@ export class RedisBudget implements BudgetHolder {
 
   close(): void {
     this.closed = true;
+    this.settleFirstAttempt();
     this.redis.disconnect();
   }
 }

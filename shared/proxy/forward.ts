@@ -166,6 +166,9 @@ export function forward(
   });
 }
 
+const TLS_HANDSHAKE_ERROR =
+  /^(ERR_SSL_|ERR_TLS_CERT|CERT_|UNABLE_TO_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED|MG_ERR_PEER_IDENTITY$)/;
+
 /** Maps undici's and the socket's errors to the proxy's error codes. */
 export function classify(err: Error, origin: string): Error {
   if (err instanceof ProxyError || err instanceof RetryableResponse) return err;
@@ -180,6 +183,14 @@ export function classify(err: Error, origin: string): Error {
     return new ProxyError('MG_ERR_UPSTREAM_CONNECT', `cannot connect to ${origin}: ${code}`, {
       cause: err,
     });
+  // An mTLS peer that failed the handshake (its chain, its SPIFFE id, or ours refused) was never
+  // connected: Envoy counts it as a connection failure (UF) too.
+  if (TLS_HANDSHAKE_ERROR.test(code))
+    return new ProxyError(
+      'MG_ERR_UPSTREAM_CONNECT',
+      `TLS handshake with ${origin} failed: ${code}: ${err.message}`,
+      { cause: err },
+    );
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT')
     return new ProxyError('MG_ERR_UPSTREAM_TIMEOUT', `${origin} timed out (${code})`, {
       cause: err,

@@ -135,7 +135,9 @@ describe('SecurityPolicy', () => {
   it('parses a full policy and applies the upstream defaults', () => {
     const { spec, unsupported } = parseOne<SecurityPolicySpec>(full);
     // The ID token lives inside meshgate's encrypted session cookie: its own cookie name is moot.
-    expect(unsupported.map((u) => `${u.path} (${u.effect})`)).toEqual(['spec.oidc.cookieNames.idToken (ignore)']);
+    expect(unsupported.map((u) => `${u.path} (${u.effect})`)).toEqual([
+      'spec.oidc.cookieNames.idToken (ignore)',
+    ]);
     const [corp, partners] = spec.jwt?.providers ?? [];
     expect(corp?.remoteJWKS?.cacheDuration).toBe('300s');
     expect(partners?.localJWKS).toEqual({ type: 'Inline', inline: '{"keys":[]}' });

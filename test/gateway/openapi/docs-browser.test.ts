@@ -88,6 +88,11 @@ describe.skipIf(!haveChromium)('docs pages in headless Chromium', () => {
   it('renders the Scalar reference: title and an operation, nothing fetched from outside', async () => {
     const { page, requests, errors } = await open('/apis/petstore/docs');
     await page.getByText('List all pets').first().waitFor({ timeout: 20_000 });
+    // The sidebar shows before the content pane renders: wait for the title itself.
+    await page
+      .getByRole('heading', { name: 'Petstore' })
+      .first()
+      .waitFor({ state: 'visible', timeout: 20_000 });
     expect(await page.getByRole('heading', { name: 'Petstore' }).first().isVisible()).toBe(true);
     expect(await page.getByText('Create a pet').count()).toBeGreaterThan(0);
     expect(await page.getByText('Developer Tools').count()).toBe(0);

@@ -261,12 +261,19 @@ describe('a holder that cannot be reached', () => {
     const now = () => T0;
     const holder = new DeferredHolder(new FixedWindowBudget());
     const client = new LeaseClient({ holder, returnsTokens: false, now });
-    const limits: RuleRateLimit = { rules: [boundRule(client, 2)], failureMode: 'closed', now };
+    const limits: RuleRateLimit = {
+      rules: [boundRule(client, 2, { kind: 'global' })],
+      failureMode: 'closed',
+      now,
+    };
     holder.failing = true;
     const first = admit(limits);
     holder.deliver(0);
     expect(await first.outcome).toBe('unavailable');
     expect(await admit(limits).outcome).toBe('unavailable');
+    // A local limit's holder is the supervisor: closed is about Redis, local ones stay open.
+    const local: RuleRateLimit = { rules: [boundRule(client, 2)], failureMode: 'closed', now };
+    expect(await admit(local).outcome).toBe('admitted');
   });
 });
 

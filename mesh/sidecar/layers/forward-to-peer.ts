@@ -1,0 +1,103 @@
+import type { Dispatcher } from 'undici';
+import { requestTimers } from '../../../shared/backend/clock.ts';
+import {
+  forwardWithPolicy,
+  type PolicyForwardDeps,
+} from '../../../shared/backend/forward-with-policy.ts';
+import { ProxyError } from '../../../shared/proxy/errors.ts';
+import { applyHeaderOps, type HeaderMap } from '../../../shared/proxy/headers.ts';
+import type { MeshPools } from '../../../shared/proxy/mesh-pools.ts';
+import type { UpstreamPools } from '../../../shared/proxy/upstream-pools.ts';
+import { modifyPath } from '../../../gateway/layers/answer-rule-directly.ts';
+import type { OutboundRequest } from '../request-context.ts';
+import type { MeshBackend, MeshRule } from '../sidecar-view.ts';
+import { answerRedirect } from './answer-rule-directly.ts';
+
+export interface PeerForwardDeps {
+  /** mTLS to sidecars, with the peer identity check; replaced on certificate rotation. */
+  meshPools: MeshPools;
+  /** Plain HTTP to endpoints without a sidecar (static EndpointSlices). */
+  plainPools: UpstreamPools;
+  random: () => number;
+  /** Monotonic ms, the clock `startedAt` is on. */
+  now: () => number;
+}
+
+/**
+ * The backend layer: a backendRef by weight (a canary split), its filters, then the
+ * BackendTrafficPolicy layers shared with the edge (balancer, circuit breaker, retries,
+ * timeouts, outlier detection, fault injection) pick the endpoint and send. A sidecar endpoint
+ * is called over mTLS and must prove the SPIFFE id the control plane listed for it; any other
+ * endpoint gets plain HTTP.
+ */
+export function forwardToPeer(deps: PeerForwardDeps) {
+  return async function forwardToPeer(r: OutboundRequest): Promise<void> {
+    const rule = r.rule as MeshRule;
+    if (!rule.hasBackends)
+      throw new ProxyError('MG_ERR_NO_BACKEND', `${rule.id} has no backendRefs`);
+    const backend = rule.backends.pick(deps.random);
+    if (!backend)
+      throw new ProxyError('MG_ERR_NO_BACKEND', `every backendRef of ${rule.id} has weight 0`);
+    if (backend.invalid)
+      throw new ProxyError('MG_ERR_INVALID_BACKEND', `${backend.key}: ${backend.invalid}`);
+    if (backend.failure) throw new ProxyError(backend.failure.code, backend.failure.detail);
+    if (backend.redirect) return answerRedirect(r, backend.redirect);
+    const policy = backend.policy;
+    if (!policy)
+      throw new ProxyError('MG_ERR_INVALID_CONFIG', `${backend.key}: no backend policy compiled`);
+    const identities = backend.identities;
+    const policyDeps: PolicyForwardDeps = {
+      random: deps.random,
+      now: deps.now,
+      timers: requestTimers,
+      dispatcher: (origin): Dispatcher => {
+        const spiffeId = identities.get(origin);
+        return spiffeId === undefined
+          ? deps.plainPools.get(origin)
+          : deps.meshPools.get(origin, spiffeId, backend.servername);
+      },
+    };
+    return forwardWithPolicy(
+      policy,
+      {
+        method: r.method,
+        path: upstreamPath(r, rule, backend),
+        headers: upstreamHeaders(r, rule, backend),
+        body: r.client.hasBody ? r.req : null,
+        startedAt: r.startedAt,
+        hash: r,
+        connectionKey: () => `${r.clientAddress}:${r.clientPort}|${r.localAddress}`,
+        responseHeaders: (_status, h) => {
+          if (rule.responseHeaders) applyHeaderOps(h, rule.responseHeaders);
+          if (backend.responseHeaders) applyHeaderOps(h, backend.responseHeaders);
+        },
+        onUpstream: (origin) => {
+          r.upstream = origin;
+        },
+        onFlag: (flag) => r.addFlag(flag),
+        label: `${rule.id} → ${backend.key}`,
+      },
+      r.res,
+      policyDeps,
+    );
+  };
+}
+
+/** The app's headers (hop-by-hop dropped), the request id, the rule's and backendRef's filters. */
+function upstreamHeaders(r: OutboundRequest, rule: MeshRule, backend: MeshBackend): HeaderMap {
+  const headers = r.client.headers;
+  const host = r.client.host ?? (r.destination?.key as string);
+  headers.host = backend.rewrite?.hostname ?? rule.rewrite?.hostname ?? host;
+  headers['x-request-id'] = r.requestId;
+  if (r.client.forwardedFor !== undefined) headers['x-forwarded-for'] = r.client.forwardedFor;
+  if (r.client.wantsTrailers) headers.te = 'trailers';
+  if (rule.requestHeaders) applyHeaderOps(headers, rule.requestHeaders);
+  if (backend.requestHeaders) applyHeaderOps(headers, backend.requestHeaders);
+  return headers;
+}
+
+function upstreamPath(r: OutboundRequest, rule: MeshRule, backend: MeshBackend): string {
+  const modifier = backend.rewrite?.path ?? rule.rewrite?.path;
+  const p = modifier ? modifyPath(r.path, modifier, r.match?.prefixLength ?? 0) : r.path;
+  return r.query ? `${p}?${r.query}` : p;
+}

@@ -1,0 +1,69 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigFolder, httpRouteYaml } from '../../helpers/config-folder.ts';
+import { startEchoServer, type EchoServer } from '../../helpers/echo-server.ts';
+import { docs, GATEWAY_CLASS, gatewayYaml, serviceYaml } from '../../helpers/gateway-config.ts';
+import { killGateways, startGateway } from '../../helpers/gateway-process.ts';
+import { findPortOffset } from '../../helpers/ports.ts';
+import { fire, outsideWindowEdge } from './traffic.ts';
+
+// `meshgate gateway --workers 2` with a local limit: the workers lease from the supervisor, so
+// the gateway as a whole admits the limit (one count per gateway, not per worker).
+
+let upstream: EchoServer | undefined;
+let folder: ConfigFolder | undefined;
+
+afterEach(async () => {
+  await killGateways();
+  await upstream?.close();
+  await folder?.remove();
+  upstream = folder = undefined;
+});
+
+describe('local rate limits across workers', () => {
+  it('admits the limit once for the whole gateway, whichever worker serves', async () => {
+    await outsideWindowEdge('Day');
+    upstream = await startEchoServer('web');
+    folder = await ConfigFolder.create({
+      'gateway.yaml': docs(
+        GATEWAY_CLASS,
+        gatewayYaml('default', 'edge', '    - { name: http, port: 8080, protocol: HTTP }'),
+      ),
+      'services.yaml': serviceYaml('default', 'web', upstream.port),
+      'routes.yaml': httpRouteYaml({ name: 'web', gateway: 'edge', backend: 'web' }),
+      'quota.yaml': `apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: quota, namespace: default }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: web }]
+  rateLimit:
+    local:
+      rules:
+        - limit: { requests: 60, unit: Day }`,
+    });
+    const offset = await findPortOffset([8080]);
+    const gw = startGateway([
+      '--config',
+      folder.dir,
+      '--port-offset',
+      String(offset),
+      '--workers',
+      '2',
+      '--access-log',
+      'stdout',
+    ]);
+    await gw.ready();
+    // A new connection per request: node:cluster hands connections to the workers in turn.
+    const statuses = await fire([`http://127.0.0.1:${8080 + offset}/`], 100, 4);
+    const admitted = statuses.filter((s) => s === 200).length;
+    expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
+    // Never over; under by at most the tokens a worker still holds (leases of 1 near the end).
+    expect(admitted).toBeLessThanOrEqual(60);
+    expect(admitted).toBeGreaterThanOrEqual(58);
+    // Both workers served admitted requests (their access log lines carry their pid).
+    const servedBy = new Set(
+      gw.logs.filter((l) => l.msg === 'request' && l.status === 200).map((l) => l.pid),
+    );
+    expect(servedBy.size).toBe(2);
+    expect((await gw.stop()).code).toBe(0);
+  });
+});
