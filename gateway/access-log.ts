@@ -24,6 +24,8 @@ export function createLogger(
 
 /** One line per request, naming the route rule that served it. */
 export function logRequest(log: Logger, r: EdgeRequest, status: number, durationMs: number): void {
+  // Building the line costs as much as a layer: skip it when nobody reads it.
+  if (!log.isLevelEnabled('info')) return;
   log.info(
     {
       request_id: r.requestId,

@@ -560,7 +560,10 @@ function compileRule(
   if (policies.securityPolicy) compiled.securityPolicy = policies.securityPolicy;
   if (policies.backendTrafficPolicy) {
     compiled.backendTrafficPolicy = policies.backendTrafficPolicy;
-    if (!compiled.failure)
+    if (
+      !compiled.failure &&
+      shapesBackendTraffic(snapshot.effectivePolicies[policies.backendTrafficPolicy]?.spec)
+    )
       attachBackendPolicies(compiled, rule, backends, snapshot, backendPolicies);
   }
   if (policies.tokenIntrospectionPolicy) {
@@ -575,6 +578,30 @@ function compileRule(
     if (!compiled.cors && security.cors) compiled.cors = compileCors(security.cors);
   }
   return compiled;
+}
+
+/** BackendTrafficPolicy fields the backend layers act on (rateLimit is a layer of its own). */
+const BACKEND_FIELDS = [
+  'loadBalancer',
+  'retry',
+  'timeout',
+  'circuitBreaker',
+  'healthCheck',
+  'faultInjection',
+  'connection',
+  'tcpKeepalive',
+];
+
+/**
+ * Whether a policy changes how requests reach the backend. One that only rate-limits keeps the
+ * plain forwarding path (round robin, the rule's own timeouts and retries), which costs less.
+ */
+function shapesBackendTraffic(spec: unknown): boolean {
+  return (
+    typeof spec === 'object' &&
+    spec !== null &&
+    BACKEND_FIELDS.some((f) => (spec as Record<string, unknown>)[f] !== undefined)
+  );
 }
 
 /**

@@ -344,7 +344,7 @@ export class GatewayServer {
       logRequest(this.options.logger, r, status, this.now() - r.startedAt);
       if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
     };
-    r.res.once('finish', finish);
+    // 'close' follows 'finish' on a completed response and also comes alone on a broken one.
     r.res.once('close', finish);
     return finish;
   }

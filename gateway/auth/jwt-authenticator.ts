@@ -46,6 +46,8 @@ export type JwtOutcome =
   /** `reason` is for the log only; the client gets RFC 6750's invalid_token and nothing more. */
   | { kind: 'invalid'; reason: string };
 
+const MISSING: JwtOutcome = { kind: 'missing' };
+
 interface Provider {
   name: string;
   issuer?: string;
@@ -99,9 +101,22 @@ export class JwtAuthenticator {
     return this.providers.map((p) => p.name);
   }
 
+  /**
+   * The outcome when it needs no signature check (no token, or a token verified before), else
+   * undefined: the authn layer stays synchronous for hot tokens.
+   */
+  authenticateCached(r: EdgeRequest): JwtOutcome | undefined {
+    const found = findCredential(r, this.sources);
+    if (!found) return MISSING;
+    const cached = this.deps.tokens.get(TokenCache.digest(this.scope, found.value));
+    if (!cached) return undefined;
+    this.forwardClaims(r, cached);
+    return { kind: 'ok', principal: cached };
+  }
+
   async authenticate(r: EdgeRequest): Promise<JwtOutcome> {
     const found = findCredential(r, this.sources);
-    if (!found) return { kind: 'missing' };
+    if (!found) return MISSING;
     const token = found.value;
     const key = TokenCache.digest(this.scope, token);
     const cached = this.deps.tokens.get(key);

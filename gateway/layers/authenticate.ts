@@ -1,6 +1,6 @@
 import type { ApiKeyAuthenticator } from '../auth/api-key-authenticator.ts';
 import type { IntrospectionAuthenticator } from '../auth/introspection-authenticator.ts';
-import type { JwtAuthenticator } from '../auth/jwt-authenticator.ts';
+import type { JwtAuthenticator, JwtOutcome } from '../auth/jwt-authenticator.ts';
 import type { OidcAuthenticator } from '../auth/oidc-authenticator.ts';
 import type { CompiledSecurityPolicy } from '../auth/security-policy.ts';
 import { ProxyError } from '../../shared/proxy/errors.ts';
@@ -15,7 +15,18 @@ import type { EdgeRequest } from '../request-context.ts';
 export function authenticate(r: EdgeRequest): void | Promise<void> {
   const rule = r.rule;
   if (!rule || (!rule.security && !rule.tokenIntrospection)) return;
-  return authenticateRule(r, rule.security, rule.tokenIntrospection);
+  const policy = rule.security;
+  // JWT (and API keys) with a token seen before: decided without a promise.
+  if (policy && !policy.oidc && !rule.tokenIntrospection && policy.jwt) {
+    const outcome = policy.jwt.authenticateCached(r);
+    if (outcome) {
+      const realm = `realm="${policy.realm}"`;
+      if (policy.apiKey) apiKey(r, policy.apiKey, realm);
+      settleBearer(r, policy.jwt, outcome, realm);
+      return;
+    }
+  }
+  return authenticateRule(r, policy, rule.tokenIntrospection);
 }
 
 async function authenticateRule(
@@ -76,7 +87,15 @@ function apiKey(r: EdgeRequest, apiKeys: ApiKeyAuthenticator, realm: string): vo
 }
 
 async function bearerJwt(r: EdgeRequest, jwt: JwtAuthenticator, realm: string): Promise<void> {
-  const outcome = await jwt.authenticate(r);
+  settleBearer(r, jwt, await jwt.authenticate(r), realm);
+}
+
+function settleBearer(
+  r: EdgeRequest,
+  jwt: JwtAuthenticator,
+  outcome: JwtOutcome,
+  realm: string,
+): void {
   if (outcome.kind === 'ok') r.principal.jwt = outcome.principal;
   else if (outcome.kind === 'missing') {
     if (!jwt.optional)

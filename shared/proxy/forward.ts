@@ -67,103 +67,153 @@ export class RetryableResponse extends Error {
 export function forward(
   req: ForwardRequest,
   res: ClientResponse,
-  hooks: ForwardHooks = {},
+  hooks: ForwardHooks = NO_HOOKS,
 ): Promise<ForwardResult> {
   return new Promise((resolve, reject) => {
-    let controller: Dispatcher.DispatchController | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    let status = 0;
-    let bytes = 0;
-    let settled = false;
-    let onDrain: (() => void) | undefined;
-
-    const finish = (err?: Error) => {
-      if (settled) return;
-      settled = true;
-      if (timer) clearTimeout(timer);
-      res.removeListener('close', onClientClose);
-      if (onDrain) res.removeListener('drain', onDrain);
-      if (err) reject(err);
-      else resolve({ status, bytes });
-    };
-    // The client went away: stop the upstream exchange too.
-    const onClientClose = () => {
-      if (!res.writableFinished)
-        controller?.abort(new ProxyError('MG_ERR_UPSTREAM_RESET', 'client closed the connection'));
-    };
-    res.on('close', onClientClose);
-    if (req.timeoutMs > 0)
-      timer = setTimeout(() => {
-        controller?.abort(
-          new ProxyError(
-            'MG_ERR_UPSTREAM_TIMEOUT',
-            `no complete response from ${req.origin} within ${req.timeoutMs} ms`,
-          ),
-        );
-      }, req.timeoutMs);
-
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(c) {
-        controller = c;
-      },
-      onResponseStart(c, statusCode, headers) {
-        if (statusCode < 200) return; // 1xx: informational, not forwarded
-        if (hooks.retryOn?.(statusCode)) {
-          c.abort(new RetryableResponse(statusCode));
-          return;
-        }
-        status = statusCode;
-        const out = responseHeadersForClient(headers);
-        hooks.responseHeaders?.(statusCode, out);
-        res.writeHead(statusCode, out as Record<string, string | string[]>);
-      },
-      onResponseData(c, chunk) {
-        bytes += chunk.length;
-        if (!res.write(chunk)) {
-          c.pause();
-          onDrain ??= () => controller?.resume();
-          res.once('drain', onDrain);
-        }
-      },
-      onResponseEnd(_c, trailers) {
-        if (trailers && Object.keys(trailers).length > 0)
-          res.addTrailers(trailers as Record<string, string>);
-        res.end();
-        finish();
-      },
-      onResponseError(_c, err) {
-        finish(classify(err, req.origin));
-      },
-      onRequestUpgrade(_c, statusCode, headers, socket) {
-        if (!hooks.onUpgrade) {
-          socket.destroy();
-          finish(new ProxyError('MG_ERR_UPSTREAM_RESET', `${req.origin} switched protocols`));
-          return;
-        }
-        status = statusCode;
-        hooks.onUpgrade(statusCode, headers as IncomingHttpHeaders, socket);
-        finish();
-      },
-    };
+    const exchange = new ForwardExchange(req, res, hooks, resolve, reject);
     try {
       req.dispatcher.dispatch(
-        {
-          origin: req.origin,
-          path: req.path,
-          method: req.method,
-          headers: req.headers,
-          body: req.body,
-          ...(req.upgrade ? { upgrade: req.upgrade } : {}),
-          // Our own timer covers the exchange; undici's would only cut it shorter.
-          headersTimeout: 0,
-          bodyTimeout: 0,
-        },
-        handler,
+        req.upgrade
+          ? {
+              origin: req.origin,
+              path: req.path,
+              method: req.method,
+              headers: req.headers,
+              body: req.body,
+              upgrade: req.upgrade,
+              headersTimeout: 0,
+              bodyTimeout: 0,
+            }
+          : // Our own timer covers the exchange; undici's would only cut it shorter.
+            {
+              origin: req.origin,
+              path: req.path,
+              method: req.method,
+              headers: req.headers,
+              body: req.body,
+              headersTimeout: 0,
+              bodyTimeout: 0,
+            },
+        exchange,
       );
     } catch (err) {
-      finish(classify(err as Error, req.origin));
+      exchange.finish(classify(err as Error, req.origin));
     }
   });
+}
+
+const NO_HOOKS: ForwardHooks = {};
+
+/**
+ * One upstream exchange as undici's dispatch handler. A class rather than an object of closures:
+ * the request path creates one object per request, not one function per callback.
+ */
+class ForwardExchange implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined = undefined;
+  private timer: NodeJS.Timeout | undefined = undefined;
+  private status = 0;
+  private bytes = 0;
+  private settled = false;
+  private draining = false;
+
+  constructor(
+    private readonly req: ForwardRequest,
+    private readonly res: ClientResponse,
+    private readonly hooks: ForwardHooks,
+    private readonly resolve: (r: ForwardResult) => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    res.on('close', this.onClientClose);
+    if (req.timeoutMs > 0) this.timer = setTimeout(this.onTimeout, req.timeoutMs);
+  }
+
+  /** The client went away: stop the upstream exchange too. */
+  private readonly onClientClose = (): void => {
+    if (!this.res.writableFinished)
+      this.controller?.abort(
+        new ProxyError('MG_ERR_UPSTREAM_RESET', 'client closed the connection'),
+      );
+  };
+
+  private readonly onTimeout = (): void => {
+    this.controller?.abort(
+      new ProxyError(
+        'MG_ERR_UPSTREAM_TIMEOUT',
+        `no complete response from ${this.req.origin} within ${this.req.timeoutMs} ms`,
+      ),
+    );
+  };
+
+  private readonly onDrain = (): void => {
+    this.draining = false;
+    this.controller?.resume();
+  };
+
+  finish(err?: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.res.removeListener('close', this.onClientClose);
+    if (this.draining) this.res.removeListener('drain', this.onDrain);
+    if (err) this.reject(err);
+    else this.resolve({ status: this.status, bytes: this.bytes });
+  }
+
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    this.controller = c;
+  }
+
+  onResponseStart(
+    c: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    if (statusCode < 200) return; // 1xx: informational, not forwarded
+    if (this.hooks.retryOn?.(statusCode)) {
+      c.abort(new RetryableResponse(statusCode));
+      return;
+    }
+    this.status = statusCode;
+    const out = responseHeadersForClient(headers);
+    this.hooks.responseHeaders?.(statusCode, out);
+    this.res.writeHead(statusCode, out as Record<string, string | string[]>);
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.bytes += chunk.length;
+    if (!this.res.write(chunk) && !this.draining) {
+      c.pause();
+      this.draining = true;
+      this.res.once('drain', this.onDrain);
+    }
+  }
+
+  onResponseEnd(_c: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    if (trailers && Object.keys(trailers).length > 0)
+      this.res.addTrailers(trailers as Record<string, string>);
+    this.res.end();
+    this.finish();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.finish(classify(err, this.req.origin));
+  }
+
+  onRequestUpgrade(
+    _c: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    socket: Duplex,
+  ): void {
+    if (!this.hooks.onUpgrade) {
+      socket.destroy();
+      this.finish(new ProxyError('MG_ERR_UPSTREAM_RESET', `${this.req.origin} switched protocols`));
+      return;
+    }
+    this.status = statusCode;
+    this.hooks.onUpgrade(statusCode, headers, socket);
+    this.finish();
+  }
 }
 
 const TLS_HANDSHAKE_ERROR =
