@@ -2,7 +2,7 @@
 // every snapshot, and runs each request down the edge stack. A worker of the supervisor runs
 // one of these; tests run it in-process.
 
-import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import {
   createSecureServer,
   type Http2SecureServer,
@@ -18,6 +18,7 @@ import { ProxyError } from '../shared/proxy/errors.ts';
 import type { ClientResponse } from '../shared/proxy/forward.ts';
 import { readClientHeaders, requestIdFor } from '../shared/proxy/headers.ts';
 import { sendProblem, toProxyError } from '../shared/proxy/problem.ts';
+import { upgradeResponse } from '../shared/proxy/upgrade.ts';
 import {
   DEFAULT_UPSTREAM_POOL_OPTIONS,
   UpstreamPools,
@@ -31,6 +32,7 @@ import { TokenCache } from './auth/token-cache.ts';
 import { EdgeView } from './edge-view.ts';
 import { edgeStack, runStack, type Layer } from './edge-stack.ts';
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from './layers/enforce-request-limits.ts';
+import type { ForwardDeps } from './layers/forward-to-backend.ts';
 import { RateLimitRuntime, type RateLimitSettings } from './ratelimit/runtime.ts';
 import { proxyUpgrade, upgradeStack } from './upgrade.ts';
 import { EdgeRequest, type ClientRequest } from './request-context.ts';
@@ -98,6 +100,7 @@ export class GatewayServer {
   private readonly pools: UpstreamPools;
   private readonly layers: Layer[];
   private readonly upgradeLayers: Layer[];
+  private readonly forwardDeps: ForwardDeps;
   private readonly now: () => number;
   private readonly auth: AuthRuntime;
   private readonly rateLimits: RateLimitRuntime;
@@ -133,6 +136,7 @@ export class GatewayServer {
     };
     this.layers = edgeStack(deps);
     this.upgradeLayers = upgradeStack(deps);
+    this.forwardDeps = deps;
   }
 
   get currentView(): EdgeView | undefined {
@@ -307,12 +311,8 @@ export class GatewayServer {
     const edgePort = view?.ports.get(port);
     const client = readClientHeaders(req.rawHeaders);
     const requestId = requestIdFor(client.requestId);
-    // A ServerResponse on the raw socket, so errors before the upgrade go out as normal responses.
-    const res = new ServerResponse(req);
-    res.assignSocket(socket as never);
-    res.shouldKeepAlive = false;
-    // Such an answer (error, redirect) ends the connection, as the server does for responses it owns.
-    res.once('finish', () => socket.end());
+    // Errors, redirects and refusals before the upgrade go out as normal responses on the socket.
+    const res = upgradeResponse(req, socket);
     if (!view || !edgePort) {
       sendProblem(
         res,
@@ -326,7 +326,7 @@ export class GatewayServer {
     const run = async () => {
       await runStack(this.upgradeLayers, r);
       if (!r.done)
-        await proxyUpgrade(r, this.pools, socket, head, finish, this.options.random ?? Math.random);
+        await proxyUpgrade(r, this.forwardDeps, { client: socket, head, onClosed: finish });
     };
     run().catch((err: unknown) => this.rescue(r, err));
   }

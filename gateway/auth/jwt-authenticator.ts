@@ -4,35 +4,22 @@
 import {
   createLocalJWKSet,
   decodeJwt,
-  errors as joseErrors,
   jwtVerify,
   type JSONWebKeySet,
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
+import {
+  describeJwtError,
+  JWT_ALGORITHMS,
+  JWT_CLOCK_SKEW_SECONDS,
+} from '../../shared/auth/jwt-verification.ts';
 import { durationToMs } from '../../shared/config/schemas/common.ts';
 import type { JWTSpec } from '../../shared/config/schemas/envoy-gateway.ts';
 import type { EdgeRequest } from '../request-context.ts';
 import { findCredential, type CredentialSource } from './credentials.ts';
 import type { JwksCache } from './jwks-cache.ts';
 import { TokenCache } from './token-cache.ts';
-
-/** Asymmetric algorithms only: a shared-secret or `none` token is never accepted. */
-const ALGORITHMS = [
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'ES512',
-  'EdDSA',
-  'Ed25519',
-];
-/** Envoy's jwt_authn default clock skew. */
-export const DEFAULT_CLOCK_SKEW_SECONDS = 60;
 
 export interface JwtPrincipal {
   provider: string;
@@ -146,8 +133,8 @@ export class JwtAuthenticator {
     for (const p of candidates) {
       try {
         const { payload } = await jwtVerify(token, p.keys, {
-          algorithms: ALGORITHMS,
-          clockTolerance: this.deps.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS,
+          algorithms: JWT_ALGORITHMS,
+          clockTolerance: this.deps.clockSkewSeconds ?? JWT_CLOCK_SKEW_SECONDS,
           currentDate: new Date(this.deps.now()),
           ...(p.issuer ? { issuer: p.issuer } : {}),
           ...(p.audiences ? { audience: p.audiences } : {}),
@@ -166,7 +153,7 @@ export class JwtAuthenticator {
         this.forwardClaims(r, principal);
         return { kind: 'ok', principal };
       } catch (err) {
-        reason = `${p.name}: ${describeJoseError(err)}`;
+        reason = `${p.name}: ${describeJwtError(err)}`;
       }
     }
     return { kind: 'invalid', reason };
@@ -222,14 +209,4 @@ export function claimAt(claims: JWTPayload, path: string): unknown {
     v = (v as Record<string, unknown>)[seg];
   }
   return v;
-}
-
-function describeJoseError(err: unknown): string {
-  if (err instanceof joseErrors.JWTExpired) return 'token expired';
-  if (err instanceof joseErrors.JWTClaimValidationFailed)
-    return `claim ${err.claim} ${err.reason}: ${err.message}`;
-  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'signature does not verify';
-  if (err instanceof joseErrors.JWKSNoMatchingKey) return 'no JWKS key matches the token header';
-  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm not allowed';
-  return err instanceof Error ? err.message : String(err);
 }

@@ -9,12 +9,18 @@
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import {
+  describeJwtError,
+  JWT_ALGORITHMS,
+  JWT_CLOCK_SKEW_SECONDS,
+  REMOTE_JWKS_MAX_AGE_MS,
+} from '../../shared/auth/jwt-verification.ts';
 import { durationToMs } from '../../shared/config/schemas/common.ts';
 import type { OIDCSpec } from '../../shared/config/schemas/envoy-gateway.ts';
 import { ProxyError } from '../../shared/proxy/errors.ts';
 import type { EdgeRequest } from '../request-context.ts';
 import type { JwksCache } from './jwks-cache.ts';
-import { DEFAULT_CLOCK_SKEW_SECONDS, scopesOf, type JwtPrincipal } from './jwt-authenticator.ts';
+import { scopesOf, type JwtPrincipal } from './jwt-authenticator.ts';
 import { clientSecretBasic, postForm, type EndpointAnswer } from './oauth-client.ts';
 import type { OidcDiscovery } from './oidc-discovery.ts';
 import {
@@ -33,20 +39,6 @@ import {
 } from './oidc-session.ts';
 import { TokenCache } from './token-cache.ts';
 
-/** Asymmetric algorithms only, as for SecurityPolicy jwt: a shared-secret or `none` ID token is refused. */
-const ID_TOKEN_ALGORITHMS = [
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'ES512',
-  'EdDSA',
-  'Ed25519',
-];
 /** Envoy Gateway's defaults (oidc_types.go). */
 const DEFAULT_REDIRECT_PATH = '/oauth2/callback';
 const DEFAULT_LOGOUT_PATH = '/logout';
@@ -54,7 +46,6 @@ const DEFAULT_CSRF_TTL_MS = 10 * 60_000;
 const DEFAULT_REFRESH_TOKEN_TTL_MS = 604_800_000;
 /** Envoy Gateway gives the token endpoint 10 s. */
 const TOKEN_ENDPOINT_TIMEOUT_MS = 10_000;
-const JWKS_MAX_AGE_MS = 5 * 60_000;
 /** How long a finished refresh is handed to requests that still carry the old cookie. */
 const REFRESH_REUSE_MS = 60_000;
 
@@ -507,12 +498,12 @@ export class OidcAuthenticator {
     const jwksUri = (await this.endpoint('jwks_uri')) as string;
     const { payload } = await jwtVerify(
       idToken,
-      this.deps.jwks.resolver(jwksUri, JWKS_MAX_AGE_MS),
+      this.deps.jwks.resolver(jwksUri, REMOTE_JWKS_MAX_AGE_MS),
       {
-        algorithms: ID_TOKEN_ALGORITHMS,
+        algorithms: JWT_ALGORITHMS,
         issuer: this.issuer,
         audience: this.clientId,
-        clockTolerance: DEFAULT_CLOCK_SKEW_SECONDS,
+        clockTolerance: JWT_CLOCK_SKEW_SECONDS,
         currentDate: new Date(this.deps.now()),
         requiredClaims: ['sub', 'exp', 'iat'],
       },
@@ -687,11 +678,7 @@ function describeAnswer(a: EndpointAnswer): string {
 }
 
 function describeError(err: unknown): string {
-  if (err instanceof joseErrors.JWTExpired) return 'the token has expired';
-  if (err instanceof joseErrors.JWTClaimValidationFailed)
-    return `claim ${err.claim} ${err.reason}: ${err.message}`;
-  if (err instanceof joseErrors.JWSSignatureVerificationFailed)
-    return 'the signature does not verify';
+  if (err instanceof joseErrors.JOSEError) return describeJwtError(err);
   const e = err as Error & { code?: string };
   return e.code && !e.message.includes(e.code) ? `${e.code}: ${e.message}` : e.message;
 }

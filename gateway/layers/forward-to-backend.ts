@@ -8,6 +8,7 @@ import {
   type PolicyForwardDeps,
   type PolicyRequest,
 } from '../../shared/backend/forward-with-policy.ts';
+import { pickBackendRef } from '../../shared/proxy/backend-ref.ts';
 import { addCorsHeaders } from '../../shared/proxy/cors.ts';
 import { ProxyError } from '../../shared/proxy/errors.ts';
 import { forward, RetryableResponse } from '../../shared/proxy/forward.ts';
@@ -27,7 +28,11 @@ import { answerCors } from './apply-cors.ts';
 export const meshPools = new MeshPools();
 
 /** The dispatcher for one endpoint of `backend`: mTLS to a sidecar, plain HTTP to anything else. */
-function dispatcherFor(pools: UpstreamPools, backend: CompiledBackend, origin: string): Dispatcher {
+export function dispatcherFor(
+  pools: UpstreamPools,
+  backend: CompiledBackend,
+  origin: string,
+): Dispatcher {
   const spiffeId = backend.identities?.get(origin);
   return spiffeId === undefined
     ? (pools.get(origin) as Dispatcher)
@@ -54,16 +59,8 @@ export function forwardToBackend(deps: ForwardDeps) {
   };
   return async function forwardToBackend(r: EdgeRequest): Promise<void> {
     const rule = r.rule as CompiledRule;
-    if (!rule.hasBackends)
-      throw new ProxyError('MG_ERR_NO_BACKEND', `${rule.id} has no backendRefs`);
-    const backend = rule.backends.pick(deps.random);
-    if (!backend)
-      throw new ProxyError('MG_ERR_NO_BACKEND', `every backendRef of ${rule.id} has weight 0`);
-    if (backend.invalid)
-      throw new ProxyError('MG_ERR_INVALID_BACKEND', `${backend.key}: ${backend.invalid}`);
-    // The chosen backendRef's own filters: fail closed, redirect or CORS may answer right here.
-    if (backend.failure) throw new ProxyError(backend.failure.code, backend.failure.detail);
-    if (backend.redirect) return answerRedirect(r, backend.redirect);
+    const backend = chooseBackend(r, rule, deps.random);
+    if (!backend) return;
     if (backend.cors && !rule.cors) {
       answerCors(r, backend.cors);
       if (r.done) return;
@@ -151,8 +148,25 @@ export function forwardToBackend(deps: ForwardDeps) {
   };
 }
 
+/**
+ * A backendRef of the rule by weight. Its own filters come first: fail closed or redirect may
+ * answer right here (undefined then).
+ */
+export function chooseBackend(
+  r: EdgeRequest,
+  rule: CompiledRule,
+  random: () => number,
+): CompiledBackend | undefined {
+  const backend = pickBackendRef(rule, random);
+  if (backend.redirect) {
+    answerRedirect(r, backend.redirect);
+    return undefined;
+  }
+  return backend;
+}
+
 /** The request as the BackendTrafficPolicy layers see it. */
-function policyRequest(
+export function policyRequest(
   r: EdgeRequest,
   rule: CompiledRule,
   backend: CompiledBackend,

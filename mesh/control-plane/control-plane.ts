@@ -5,8 +5,9 @@
 // (a reload that does not parse is logged and never pushed); each proxy's view is cut from that
 // snapshot and the sidecars registered right now; a snapshot or registry change is debounced into
 // one push round (Istio pilot's debounce), and a proxy is pushed only when its own view's version
-// changed. Clocks and timers are injectable, so heartbeat lapses and debounces are tested in
-// paused time.
+// changed. For RESTART_WARM_UP_MS after start, a reconnecting proxy's view also keeps the sidecars
+// it already knew until they register again (protocol.ts, "Restart warm-up"). Clocks and timers
+// are injectable, so heartbeat lapses, debounces and the warm-up are tested in paused time.
 
 import { networkInterfaces } from 'node:os';
 import { isIP } from 'node:net';
@@ -29,6 +30,7 @@ import {
   DEFAULT_DISCOVERY_PORT,
   HEARTBEAT_LAPSE_MS,
   PING_INTERVAL_MS,
+  RESTART_WARM_UP_MS,
   type CertificateRequest,
   type CertificateResponse,
   type ProxyAck,
@@ -99,6 +101,8 @@ export interface ControlPlaneOptions {
   goawayRetryAfterMs?: number;
   /** The config folder's own debounce (shared/config/sources/folder-source.ts). */
   configDebounceMs?: number;
+  /** How long reconnecting proxies keep the sidecars they knew; RESTART_WARM_UP_MS by default. */
+  restartWarmUpMs?: number;
 }
 
 export interface ControlPlanePorts {
@@ -139,6 +143,9 @@ export class ControlPlane implements DiscoveryBackend, ControlPlaneAdminSource {
   private burstStartedAt: number | undefined;
   private pingTimer: unknown;
   private serverCertTimer: unknown;
+  /** Until it fires, hello.knownMeshEndpoints are kept in their proxy's views. */
+  private warmUpTimer: unknown;
+  private warmingUp = true;
   private stopping = false;
   private closing: Promise<void> | undefined;
 
@@ -217,6 +224,10 @@ export class ControlPlane implements DiscoveryBackend, ControlPlaneAdminSource {
       throw err;
     }
     this.schedulePing();
+    this.warmUpTimer = this.timers.setTimeout(
+      () => this.endWarmUp(),
+      this.options.restartWarmUpMs ?? RESTART_WARM_UP_MS,
+    );
     return this.ports;
   }
 
@@ -262,9 +273,9 @@ export class ControlPlane implements DiscoveryBackend, ControlPlaneAdminSource {
   private async shutdown(): Promise<void> {
     this.stopping = true;
     this.source.close();
-    for (const t of [this.pushTimer, this.pingTimer, this.serverCertTimer])
+    for (const t of [this.pushTimer, this.pingTimer, this.serverCertTimer, this.warmUpTimer])
       if (t !== undefined) this.timers.clearTimeout(t);
-    this.pushTimer = this.pingTimer = this.serverCertTimer = undefined;
+    this.pushTimer = this.pingTimer = this.serverCertTimer = this.warmUpTimer = undefined;
     const goaway = {
       reason: 'the control plane is shutting down',
       retryAfterMs: this.goawayRetryAfterMs,
@@ -373,6 +384,36 @@ export class ControlPlane implements DiscoveryBackend, ControlPlaneAdminSource {
     return this.context;
   }
 
+  /**
+   * One proxy's view. During the restart warm-up, a proxy that reported the sidecar endpoints it
+   * knew keeps those not registered again yet; that merge is its own, the shared one is not touched.
+   */
+  private viewOf(hello: ProxyHello): ProxyView {
+    const ctx = this.viewContext();
+    const known = this.warmingUp ? hello.knownMeshEndpoints : undefined;
+    if (!known) return cutView(ctx, hello);
+    const merged = mergeRegisteredEndpoints(
+      ctx.snapshot.services,
+      this.registered(),
+      this.trustDomain,
+      known,
+    );
+    return cutView({ ...ctx, merged }, hello);
+  }
+
+  /** The warm-up is over: a sidecar that has not come back by now is gone. */
+  private endWarmUp(): void {
+    this.warmUpTimer = undefined;
+    this.warmingUp = false;
+    let keeping = 0;
+    for (const s of this.sessions.values()) if (s.hello.knownMeshEndpoints) keeping += 1;
+    this.log.info(
+      { proxiesKeepingEndpoints: keeping, endpoints: this.registered().length },
+      'restart warm-up over: views list registered sidecars only',
+    );
+    if (keeping > 0) this.schedulePush();
+  }
+
   /** Trailing debounce with a cap, so a steady trickle of changes still pushes. */
   private schedulePush(): void {
     if (this.stopping) return;
@@ -395,7 +436,7 @@ export class ControlPlane implements DiscoveryBackend, ControlPlaneAdminSource {
     const ctx = this.viewContext();
     let pushed = 0;
     for (const s of this.sessions.values())
-      if (s.push(cutView(ctx, s.hello))) {
+      if (s.push(this.viewOf(s.hello))) {
         pushed += 1;
         viewPushes.inc({ kind: s.hello.kind });
       }
@@ -499,7 +540,7 @@ export class ControlPlane implements DiscoveryBackend, ControlPlaneAdminSource {
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
     });
-    const view = cutView(this.viewContext(), hello);
+    const view = this.viewOf(hello);
     let sent = false;
     if (hello.currentVersion === view.version) {
       session.adopt(view);
@@ -638,13 +679,15 @@ export class ControlPlane implements DiscoveryBackend, ControlPlaneAdminSource {
     });
   }
 
-  private scheduleServerCertRenewal(cert: IssuedKeyAndCertificate): void {
+  private scheduleServerCertRenewal(
+    cert: IssuedKeyAndCertificate,
+    at = renewAt(cert, this.timers.now()).getTime(),
+  ): void {
     if (this.stopping) return;
-    const at = renewAt(cert).getTime();
     this.serverCertTimer = this.timers.setTimeout(
       () => {
         this.serverCertTimer = undefined;
-        if (this.timers.now() < at) return this.scheduleServerCertRenewal(cert);
+        if (this.timers.now() < at) return this.scheduleServerCertRenewal(cert, at);
         this.issueServerCertificate().then(
           (next) => {
             if (this.stopping) return;
@@ -659,7 +702,7 @@ export class ControlPlane implements DiscoveryBackend, ControlPlaneAdminSource {
           (err: unknown) => {
             this.log.error({ err }, 'cannot renew the discovery server certificate; retrying');
             this.serverCertTimer = this.timers.setTimeout(
-              () => this.scheduleServerCertRenewal(cert),
+              () => this.scheduleServerCertRenewal(cert, at),
               10_000,
             );
           },

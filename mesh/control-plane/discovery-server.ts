@@ -22,6 +22,8 @@ import {
 import { ControlPlaneError, problemOf, type Problem } from './errors.ts';
 
 const MAX_BODY_BYTES = 256 * 1024;
+/** A hello carries the proxy's known mesh endpoints: room for tens of thousands of them. */
+const MAX_HELLO_BYTES = 8 * 1024 * 1024;
 
 /** A client certificate that the TLS layer verified against the mesh root. */
 export interface ClientCertificate {
@@ -98,7 +100,7 @@ async function handle(
     }
     case 'POST /v1/stream': {
       const client = requireClient(req, backend.trustDomain);
-      backend.openStream(parseHello(await readJson(req)), client, res);
+      backend.openStream(parseHello(await readJson(req, MAX_HELLO_BYTES)), client, res);
       return;
     }
     case 'POST /v1/ack': {
@@ -154,15 +156,15 @@ function requireClient(req: IncomingMessage, trustDomain: string): ClientCertifi
   return certificate;
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+async function readJson(req: IncomingMessage, maxBytes = MAX_BODY_BYTES): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES)
+    if (size > maxBytes)
       throw new ControlPlaneError(
         'MG_ERR_CP_BODY_TOO_LARGE',
-        `the body is larger than ${MAX_BODY_BYTES} bytes`,
+        `the body is larger than ${maxBytes} bytes`,
       );
     chunks.push(chunk);
   }
@@ -250,6 +252,7 @@ export function parseHello(body: unknown): ProxyHello {
   const inboundPort = optionalPort(body, 'inboundPort');
   const appPort = optionalPort(body, 'appPort');
   const currentVersion = optionalString(body, 'currentVersion', 128);
+  const knownMeshEndpoints = parseKnownMeshEndpoints(body.knownMeshEndpoints);
   return {
     proxyId,
     kind,
@@ -262,7 +265,38 @@ export function parseHello(body: unknown): ProxyHello {
     ...(appPort !== undefined ? { appPort } : {}),
     ...(gateways ? { gateways: [...(gateways as string[])] } : {}),
     ...(currentVersion ? { currentVersion } : {}),
+    ...(currentVersion && knownMeshEndpoints ? { knownMeshEndpoints } : {}),
   };
+}
+
+/** hello.knownMeshEndpoints: {"ns/svc:port": [{address, port, spiffeId}, …], …}. */
+function parseKnownMeshEndpoints(v: unknown): ProxyHello['knownMeshEndpoints'] {
+  if (v === undefined) return undefined;
+  const problem = bad(
+    'hello.knownMeshEndpoints: expected {"namespace/name:port": [{address, port, spiffeId}]}',
+  );
+  if (!isRecord(v)) throw problem;
+  const out: NonNullable<ProxyHello['knownMeshEndpoints']> = {};
+  for (const [key, list] of Object.entries(v)) {
+    if (!/^[^/\s]+\/[^/\s:]+:\d{1,5}$/.test(key) || !Array.isArray(list)) throw problem;
+    out[key] = list.map((e: unknown) => {
+      if (!isRecord(e)) throw problem;
+      const { address, port, spiffeId } = e;
+      if (
+        typeof address !== 'string' ||
+        !/^[^\s/]{1,253}$/.test(address) ||
+        typeof port !== 'number' ||
+        !Number.isInteger(port) ||
+        port < 1 ||
+        port > 65535 ||
+        typeof spiffeId !== 'string' ||
+        !/^spiffe:\/\/\S{1,2038}$/.test(spiffeId)
+      )
+        throw problem;
+      return { address, port, spiffeId };
+    });
+  }
+  return out;
 }
 
 export function parseAck(body: unknown): ProxyAck {

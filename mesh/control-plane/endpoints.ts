@@ -8,6 +8,11 @@
 // Registered endpoints are sorted, so the merged Services (and the view hashes cut from them) do
 // not depend on the order in which sidecars connected: after a control plane restart, the same
 // sidecars give the same versions.
+//
+// After a restart, a reconnecting proxy's view may also keep the sidecar endpoints it already
+// knew (`kept`, from its hello) that have not registered again yet: they are merged like
+// registered ones, into the Service ports a registered sidecar could join, so a proxy whose peers
+// all came back gets the very view (and version) it had.
 
 import { matchesLabels } from '../../shared/config/compile/label-selector.ts';
 import type { EndpointIR, ServiceIR } from '../../shared/config/snapshot.ts';
@@ -38,10 +43,17 @@ function compareEndpoints(a: RegisteredEndpoint, b: RegisteredEndpoint): number 
   return a.proxyId < b.proxyId ? -1 : a.proxyId > b.proxyId ? 1 : 0;
 }
 
+/** By address and port only; a stable sort keeps registered entries before kept ones. */
+function compareAddresses(a: MeshEndpoint, b: MeshEndpoint): number {
+  if (a.address !== b.address) return a.address < b.address ? -1 : 1;
+  return a.port - b.port;
+}
+
 export function mergeRegisteredEndpoints(
   services: readonly ServiceIR[],
   registered: readonly RegisteredEndpoint[],
   trustDomain: string,
+  kept?: Readonly<Record<string, readonly MeshEndpoint[]>>,
 ): MergedServices {
   const sorted = [...registered].sort(compareEndpoints);
   const meshEndpoints: Record<string, MeshEndpoint[]> = {};
@@ -51,21 +63,14 @@ export function mergeRegisteredEndpoints(
     const members = sorted.filter(
       (r) => r.namespace === svc.namespace && matchesLabels(selector, r.labels),
     );
-    if (members.length === 0) return svc;
+    if (members.length === 0 && !kept) return svc;
     let changed = false;
     const ports = svc.ports.map((p) => {
-      const sidecars = members.filter(
-        (r) => typeof p.targetPort === 'number' && r.appPort === p.targetPort,
-      );
-      if (sidecars.length === 0) return p;
-      changed = true;
-      const seen = new Set(p.endpoints.map((e) => `${e.address}:${e.port}`));
-      const endpoints: EndpointIR[] = [...p.endpoints];
-      const mesh: MeshEndpoint[] = [];
-      for (const r of sidecars) {
-        const id = `${r.address}:${r.port}`;
-        if (mesh.some((m) => `${m.address}:${m.port}` === id)) continue;
-        mesh.push({
+      if (typeof p.targetPort !== 'number') return p;
+      const key = servicePortKey(svc, p.port);
+      let sidecars: MeshEndpoint[] = members
+        .filter((r) => r.appPort === p.targetPort)
+        .map((r) => ({
           address: r.address,
           port: r.port,
           spiffeId: workloadSpiffeId({
@@ -73,12 +78,23 @@ export function mergeRegisteredEndpoints(
             serviceAccount: r.serviceAccount,
             trustDomain,
           }),
-        });
+        }));
+      const keptHere = kept?.[key];
+      if (keptHere?.length) sidecars = [...sidecars, ...keptHere].sort(compareAddresses);
+      if (sidecars.length === 0) return p;
+      changed = true;
+      const seen = new Set(p.endpoints.map((e) => `${e.address}:${e.port}`));
+      const endpoints: EndpointIR[] = [...p.endpoints];
+      const mesh: MeshEndpoint[] = [];
+      for (const m of sidecars) {
+        const id = `${m.address}:${m.port}`;
+        if (mesh.some((x) => `${x.address}:${x.port}` === id)) continue;
+        mesh.push({ address: m.address, port: m.port, spiffeId: m.spiffeId });
         if (seen.has(id)) continue;
         seen.add(id);
-        endpoints.push({ address: r.address, port: r.port });
+        endpoints.push({ address: m.address, port: m.port });
       }
-      meshEndpoints[servicePortKey(svc, p.port)] = mesh;
+      meshEndpoints[key] = mesh;
       return { ...p, endpoints };
     });
     return changed ? { ...svc, ports } : svc;

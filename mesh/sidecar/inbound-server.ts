@@ -4,7 +4,8 @@
 //   PERMISSIVE  the first bytes are sniffed: a TLS ClientHello goes to mTLS (still with a verified
 //               client certificate), anything else is read as plaintext HTTP;
 //   DISABLE     plaintext HTTP only.
-// Accepted connections, TLS or not, are served by one HTTP server running the inbound stack. On
+// Accepted connections, TLS or not, are served by one HTTP server running the inbound stack (its
+// upgrade variant for WebSockets: authorized the same way, then a tunnel to the app). On
 // certificate rotation the TLS server swaps its secure context (setSecureContext): connections
 // already open keep the one they were made with, new ones get the new certificate.
 
@@ -15,6 +16,7 @@ import {
   type TLSSocket,
   type Server as TlsServer,
 } from 'node:tls';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import {
   isTlsClientHello,
@@ -28,6 +30,7 @@ import type { ClientResponse } from '../../shared/proxy/forward.ts';
 import { readClientHeaders, requestIdFor } from '../../shared/proxy/headers.ts';
 import { runLayers, type StackLayer } from '../../shared/proxy/layers.ts';
 import { sendProblem } from '../../shared/proxy/problem.ts';
+import { upgradeResponse } from '../../shared/proxy/upgrade.ts';
 import { logInbound } from './access-log.ts';
 import type { InflightRequests } from './inflight.ts';
 import { InboundRequest, type InboundConnection } from './request-context.ts';
@@ -48,6 +51,8 @@ export interface InboundServerOptions {
   address: string;
   port: number;
   layers: readonly StackLayer<InboundRequest>[];
+  /** For HTTP/1.1 Upgrade requests; the last one joins the sockets (shared/proxy/upgrade.ts). */
+  upgradeLayers: readonly StackLayer<InboundRequest>[];
   view(): SidecarView | undefined;
   logger: Logger;
   accessLog: Logger;
@@ -74,6 +79,9 @@ export class InboundServer {
     });
     this.http.on('request', (req: IncomingMessage, res) =>
       this.handle(req, res as unknown as ClientResponse),
+    );
+    this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.handleUpgrade(req, socket, head),
     );
     this.http.on('clientError', (_err, socket: Socket) => socket.destroy());
   }
@@ -160,6 +168,22 @@ export class InboundServer {
   }
 
   private handle(req: IncomingMessage, res: ClientResponse): void {
+    const r = this.open(req, res);
+    if (!r) return;
+    if (this.draining) res.setHeader('connection', 'close');
+    this.track(r);
+    this.run(this.options.layers, r);
+  }
+
+  private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const r = this.open(req, upgradeResponse(req, socket));
+    if (!r) return;
+    r.tunnel = { client: socket, head, onClosed: this.track(r) };
+    this.run(this.options.upgradeLayers, r);
+  }
+
+  /** The request, or undefined when there is nothing to serve it with (answered here). */
+  private open(req: IncomingMessage, res: ClientResponse): InboundRequest | undefined {
     const client = readClientHeaders(req.rawHeaders);
     const requestId = requestIdFor(client.requestId);
     const view = this.options.view();
@@ -170,27 +194,35 @@ export class InboundServer {
         new ProxyError('MG_ERR_NO_HEALTHY_UPSTREAM', 'the sidecar has no configuration'),
         requestId,
       );
-      return;
+      return undefined;
     }
-    if (this.draining) res.setHeader('connection', 'close');
-    const r = new InboundRequest(req, res, view, client, requestId, this.options.now(), connection);
+    return new InboundRequest(req, res, view, client, requestId, this.options.now(), connection);
+  }
+
+  /** Counts the request in flight until its response ends (or its tunnel closes), then logs it. */
+  private track(r: InboundRequest): () => void {
     const end = this.options.inflight.begin();
     let finished = false;
     const finish = () => {
       if (finished) return;
       finished = true;
       end();
-      const status = r.res.headersSent ? r.res.statusCode : 0;
-      if (!r.res.writableFinished && r.flags === '-') r.flags = 'DC';
+      const upgraded = r.res.statusCode === 101;
+      const status = upgraded ? 101 : r.res.headersSent ? r.res.statusCode : 0;
+      if (!upgraded && !r.res.writableFinished && r.flags === '-') r.flags = 'DC';
       const ms = this.options.now() - r.startedAt;
       requestsTotal.inc({ direction: 'inbound', status, flags: r.flags });
       requestDuration.observe({ direction: 'inbound' }, ms / 1000);
       logInbound(this.options.accessLog, r, status, ms);
     };
-    res.once('finish', finish);
-    res.once('close', finish);
+    r.res.once('finish', finish);
+    r.res.once('close', finish);
+    return finish;
+  }
+
+  private run(layers: readonly StackLayer<InboundRequest>[], r: InboundRequest): void {
     try {
-      const pending = runLayers(this.options.layers, r);
+      const pending = runLayers(layers, r);
       if (pending) pending.catch((err: unknown) => rescue(r, err, this.options.logger));
     } catch (err) {
       rescue(r, err, this.options.logger);

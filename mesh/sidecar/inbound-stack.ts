@@ -5,7 +5,7 @@
 
 import type { StackLayer } from '../../shared/proxy/layers.ts';
 import { authorizeRequest, type AuthorizeDeps } from './layers/authorize-request.ts';
-import { forwardToApp, type AppTarget } from './layers/forward-to-app.ts';
+import { forwardToApp, upgradeToApp, type AppTarget } from './layers/forward-to-app.ts';
 import { readPeerIdentity } from './layers/read-peer-identity.ts';
 import { setForwardedClientCert } from './layers/set-forwarded-client-cert.ts';
 import type { InboundRequest } from './request-context.ts';
@@ -22,5 +22,15 @@ export function inboundStack(deps: InboundStackDeps): StackLayer<InboundRequest>
     authorizeRequest(deps),
     setForwardedClientCert(deps.ownSpiffeId),
     forwardToApp(deps.app),
+  ];
+}
+
+/** A peer's WebSocket (HTTP/1.1 Upgrade): identity and authorization as above, then a tunnel. */
+export function inboundUpgradeStack(deps: InboundStackDeps): StackLayer<InboundRequest>[] {
+  return [
+    readPeerIdentity,
+    authorizeRequest(deps),
+    setForwardedClientCert(deps.ownSpiffeId),
+    upgradeToApp(deps.app),
   ];
 }

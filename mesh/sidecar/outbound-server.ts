@@ -1,6 +1,7 @@
 // The outbound listener (15001 on 127.0.0.1): the app sends plain HTTP to Services by name,
 // through the sidecar as an HTTP proxy (HTTP_PROXY=http://127.0.0.1:15001) or to it directly
-// with the Service in the Host header; the outbound stack takes it from there.
+// with the Service in the Host header; the outbound stack takes it from there, and its upgrade
+// variant takes WebSockets (HTTP/1.1 Upgrade) to a tunnel over mTLS to the peer.
 
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -10,6 +11,7 @@ import type { ClientResponse } from '../../shared/proxy/forward.ts';
 import { readClientHeaders, requestIdFor } from '../../shared/proxy/headers.ts';
 import { runLayers, type StackLayer } from '../../shared/proxy/layers.ts';
 import { sendProblem } from '../../shared/proxy/problem.ts';
+import { upgradeResponse } from '../../shared/proxy/upgrade.ts';
 import { logOutbound } from './access-log.ts';
 import type { InflightRequests } from './inflight.ts';
 import { OutboundRequest } from './request-context.ts';
@@ -21,6 +23,8 @@ export interface OutboundServerOptions {
   address: string;
   port: number;
   layers: readonly StackLayer<OutboundRequest>[];
+  /** For HTTP/1.1 Upgrade requests; the last one joins the sockets (shared/proxy/upgrade.ts). */
+  upgradeLayers: readonly StackLayer<OutboundRequest>[];
   view(): SidecarView | undefined;
   logger: Logger;
   accessLog: Logger;
@@ -30,6 +34,8 @@ export interface OutboundServerOptions {
 
 export class OutboundServer {
   private readonly server: Server;
+  /** Client sockets of open tunnels: the HTTP server no longer tracks them. */
+  private readonly tunnels = new Set<Duplex>();
   private draining = false;
 
   constructor(private readonly options: OutboundServerOptions) {
@@ -41,6 +47,9 @@ export class OutboundServer {
     });
     this.server.on('request', (req: IncomingMessage, res) =>
       this.handle(req, res as unknown as ClientResponse),
+    );
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.handleUpgrade(req, socket, head),
     );
     // HTTPS_PROXY tunnels (CONNECT) would carry TLS the sidecar cannot see into: the app is to
     // send plain HTTP and let the sidecar add mTLS.
@@ -65,6 +74,24 @@ export class OutboundServer {
   }
 
   private handle(req: IncomingMessage, res: ClientResponse): void {
+    const r = this.open(req, res);
+    if (!r) return;
+    if (this.draining) res.setHeader('connection', 'close');
+    this.track(r);
+    this.run(this.options.layers, r);
+  }
+
+  private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const r = this.open(req, upgradeResponse(req, socket));
+    if (!r) return;
+    this.tunnels.add(socket);
+    socket.once('close', () => this.tunnels.delete(socket));
+    r.tunnel = { client: socket, head, onClosed: this.track(r) };
+    this.run(this.options.upgradeLayers, r);
+  }
+
+  /** The request, or undefined when there is no view to serve it with yet (answered here). */
+  private open(req: IncomingMessage, res: ClientResponse): OutboundRequest | undefined {
     const client = readClientHeaders(req.rawHeaders);
     const requestId = requestIdFor(client.requestId);
     const view = this.options.view();
@@ -77,27 +104,35 @@ export class OutboundServer {
         ),
         requestId,
       );
-      return;
+      return undefined;
     }
-    if (this.draining) res.setHeader('connection', 'close');
-    const r = new OutboundRequest(req, res, view, client, requestId, this.options.now());
+    return new OutboundRequest(req, res, view, client, requestId, this.options.now());
+  }
+
+  /** Counts the request in flight until its response ends (or its tunnel closes), then logs it. */
+  private track(r: OutboundRequest): () => void {
     const end = this.options.inflight.begin();
     let finished = false;
     const finish = () => {
       if (finished) return;
       finished = true;
       end();
-      const status = r.res.headersSent ? r.res.statusCode : 0;
-      if (!r.res.writableFinished && r.flags === '-') r.flags = 'DC';
+      const upgraded = r.res.statusCode === 101;
+      const status = upgraded ? 101 : r.res.headersSent ? r.res.statusCode : 0;
+      if (!upgraded && !r.res.writableFinished && r.flags === '-') r.flags = 'DC';
       const ms = this.options.now() - r.startedAt;
       requestsTotal.inc({ direction: 'outbound', status, flags: r.flags });
       requestDuration.observe({ direction: 'outbound' }, ms / 1000);
       logOutbound(this.options.accessLog, r, status, ms);
     };
-    res.once('finish', finish);
-    res.once('close', finish);
+    r.res.once('finish', finish);
+    r.res.once('close', finish);
+    return finish;
+  }
+
+  private run(layers: readonly StackLayer<OutboundRequest>[], r: OutboundRequest): void {
     try {
-      const pending = runLayers(this.options.layers, r);
+      const pending = runLayers(layers, r);
       if (pending) pending.catch((err: unknown) => rescue(r, err, this.options.logger));
     } catch (err) {
       rescue(r, err, this.options.logger);
@@ -113,5 +148,7 @@ export class OutboundServer {
 
   destroyAll(): void {
     this.server.closeAllConnections();
+    for (const s of this.tunnels) s.destroy();
+    this.tunnels.clear();
   }
 }

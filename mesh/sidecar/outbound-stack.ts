@@ -5,7 +5,7 @@
 
 import type { StackLayer } from '../../shared/proxy/layers.ts';
 import { failClosedRule, redirectRequest } from './layers/answer-rule-directly.ts';
-import { forwardToPeer, type PeerForwardDeps } from './layers/forward-to-peer.ts';
+import { forwardToPeer, upgradeToPeer, type PeerForwardDeps } from './layers/forward-to-peer.ts';
 import { matchMeshRoute } from './layers/match-mesh-route.ts';
 import { normalizeOutboundPath } from './layers/normalize-outbound-path.ts';
 import { resolveDestination } from './layers/resolve-destination.ts';
@@ -19,5 +19,17 @@ export function outboundStack(deps: PeerForwardDeps): StackLayer<OutboundRequest
     failClosedRule,
     redirectRequest,
     forwardToPeer(deps),
+  ];
+}
+
+/** A WebSocket (HTTP/1.1 Upgrade) from the app: the same layers, then a tunnel to the peer. */
+export function outboundUpgradeStack(deps: PeerForwardDeps): StackLayer<OutboundRequest>[] {
+  return [
+    resolveDestination,
+    normalizeOutboundPath,
+    matchMeshRoute,
+    failClosedRule,
+    redirectRequest,
+    upgradeToPeer(deps),
   ];
 }

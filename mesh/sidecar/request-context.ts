@@ -9,6 +9,7 @@ import type { MtlsMode } from '../../shared/authz/peer-authentication.ts';
 import type { PeerIdentity } from '../../shared/identity/peer-verification.ts';
 import type { ClientResponse } from '../../shared/proxy/forward.ts';
 import type { ClientHeaders } from '../../shared/proxy/headers.ts';
+import type { Tunnel } from '../../shared/proxy/upgrade.ts';
 import type { RouteMatch } from '../../shared/routing/route-table.ts';
 import type { MeshAttachment } from '../../shared/routing/snapshot-route-tables.ts';
 import type { Destination, MeshRule, SidecarView } from './sidecar-view.ts';
@@ -31,6 +32,8 @@ abstract class SidecarRequest {
   flags = '-';
   /** A layer already answered. */
   done = false;
+  /** For an HTTP/1.1 Upgrade: the client's socket, to join to the upstream's on 101. */
+  tunnel: Tunnel | undefined = undefined;
   /**
    * The peer's address, read when the request arrives (undici sets `req.socket = null` once it
    * has sent an IncomingMessage body upstream).

@@ -109,11 +109,6 @@ export interface SidecarViewOptions {
   jwks?: InboundPolicyOptions['jwks'];
   /** Pools and timers of policy-owned connections and health checks. */
   backend?: Partial<BackendPolicyRuntime>;
-  /**
-   * Sidecar endpoints to keep although the view no longer lists them (see Sidecar: after a
-   * reconnect, the control plane may not have heard from them again yet).
-   */
-  retainedEndpoints?: MeshEndpoints;
 }
 
 /** Cluster-local DNS suffix of Services: `svc.ns.svc.cluster.local`. */
@@ -135,10 +130,8 @@ export class SidecarView {
   readonly meshPeers = new Set<string>();
   /** Plain HTTP origins this view may call. */
   readonly plainOrigins = new Set<string>();
-  /** The view's sidecar endpoints, plus the retained ones. */
+  /** The view's sidecar endpoints. */
   readonly meshEndpoints: MeshEndpoints;
-  /** Sidecar endpoints served only because they were retained ("address:port" by service port). */
-  readonly retained: Record<string, string[]> = {};
   /** Service lookup by every name the app may use for it. */
   private readonly names = new Map<string, ServiceIR>();
 
@@ -163,9 +156,7 @@ export class SidecarView {
       });
     }
     this.mtls = mtlsModeForPort(this.inbound.peerAuthentication, workload.appPort);
-    this.meshEndpoints = options.retainedEndpoints
-      ? this.withRetained(view.meshEndpoints, options.retainedEndpoints)
-      : view.meshEndpoints;
+    this.meshEndpoints = view.meshEndpoints;
 
     for (const s of view.services) {
       const full = `${s.name}.${s.namespace}`;
@@ -249,20 +240,6 @@ export class SidecarView {
         ? undefined
         : this.destinations.get(servicePortKey(service.namespace, service.name, p));
     return d ?? { unknownPort: service };
-  }
-
-  private withRetained(current: MeshEndpoints, retained: MeshEndpoints): MeshEndpoints {
-    const out: MeshEndpoints = { ...current };
-    for (const [key, entries] of Object.entries(retained)) {
-      const listed = out[key] ?? [];
-      const added = entries.filter(
-        (e) => !listed.some((l) => l.address === e.address && l.port === e.port),
-      );
-      if (added.length === 0) continue;
-      out[key] = [...listed, ...added];
-      this.retained[key] = added.map((e) => `${e.address}:${e.port}`);
-    }
-    return out;
   }
 
   /** Stops the view's health checks and policy-owned pools (when the sidecar closes). */

@@ -15,9 +15,8 @@ import { Pool } from 'undici';
 import { JwksCache } from '../../gateway/auth/jwks-cache.ts';
 import type { InboundDecision } from '../../shared/authz/evaluate.ts';
 import { DiscoveryClient, type ApplyResult } from '../../shared/discovery/client.ts';
-import { HEARTBEAT_LAPSE_MS, type ProxyView } from '../../shared/discovery/protocol.ts';
+import type { ProxyView } from '../../shared/discovery/protocol.ts';
 import type { WorkloadCredentials } from '../../shared/identity/workload-identity.ts';
-import type { MeshEndpoints } from '../../shared/proxy/mesh-endpoints.ts';
 import { MeshPools } from '../../shared/proxy/mesh-pools.ts';
 import { UpstreamPools } from '../../shared/proxy/upstream-pools.ts';
 import {
@@ -28,10 +27,10 @@ import {
 } from './admin-server.ts';
 import { DenialLog } from './denial-log.ts';
 import { InboundServer } from './inbound-server.ts';
-import { inboundStack } from './inbound-stack.ts';
+import { inboundStack, inboundUpgradeStack } from './inbound-stack.ts';
 import { InflightRequests } from './inflight.ts';
 import { OutboundServer } from './outbound-server.ts';
-import { outboundStack } from './outbound-stack.ts';
+import { outboundStack, outboundUpgradeStack } from './outbound-stack.ts';
 import {
   authzDenials,
   certificateExpiry,
@@ -69,14 +68,6 @@ export interface SidecarPorts {
 
 export class Sidecar implements SidecarAdminSource {
   private view: SidecarView | undefined;
-  /**
-   * Sidecar endpoints of the last view before the stream broke, kept for a while after it comes
-   * back: a control plane that restarted has an empty registry until the other sidecars
-   * reconnect too, and its first views would drop endpoints that are still there.
-   */
-  private retained: { meshEndpoints: MeshEndpoints; since?: 'reconnected' } | undefined;
-  private retainTimer: NodeJS.Timeout | undefined;
-  private wasConnected = false;
   private lastNack: { version: string; error: string; at: string } | undefined;
   private viewReceivedAt: string | undefined;
   private client: DiscoveryClient | undefined;
@@ -124,30 +115,34 @@ export class Sidecar implements SidecarAdminSource {
           'JWKS fetch failed; serving the keys already known',
         ),
     });
+    const inboundDeps = {
+      appPort: workload.appPort,
+      app: { origin: appOrigin, dispatcher: this.appPool },
+      ownSpiffeId: () => this.client?.credentials?.spiffeId,
+      onDenied: (r: InboundRequest, d: InboundDecision) => this.recordDenial(r, d),
+    };
     this.inbound = new InboundServer({
       address: options.address,
       port: options.inboundPort,
-      layers: inboundStack({
-        appPort: workload.appPort,
-        app: { origin: appOrigin, dispatcher: this.appPool },
-        ownSpiffeId: () => this.client?.credentials?.spiffeId,
-        onDenied: (r, d) => this.recordDenial(r, d),
-      }),
+      layers: inboundStack(inboundDeps),
+      upgradeLayers: inboundUpgradeStack(inboundDeps),
       view: () => this.view,
       logger: this.log,
       accessLog: options.accessLog,
       inflight: this.inflight,
       now: this.now,
     });
+    const outboundDeps = {
+      meshPools: this.meshPools,
+      plainPools: this.plainPools,
+      random: Math.random,
+      now: this.now,
+    };
     this.outbound = new OutboundServer({
       address: '127.0.0.1',
       port: options.outboundPort,
-      layers: outboundStack({
-        meshPools: this.meshPools,
-        plainPools: this.plainPools,
-        random: Math.random,
-        now: this.now,
-      }),
+      layers: outboundStack(outboundDeps),
+      upgradeLayers: outboundUpgradeStack(outboundDeps),
       view: () => this.view,
       logger: this.log,
       accessLog: options.accessLog,
@@ -195,21 +190,6 @@ export class Sidecar implements SidecarAdminSource {
       certificateRotations.inc();
       this.useCredentials(current);
     });
-    client.on('disconnected', () => {
-      if (!this.wasConnected) return;
-      this.wasConnected = false;
-      if (this.view) this.retained = { meshEndpoints: this.view.meshEndpoints };
-    });
-    client.on('connected', () => {
-      this.wasConnected = true;
-      const retained = this.retained;
-      if (!retained || retained.since) return;
-      // As long as the control plane itself keeps a registration whose heartbeat stopped.
-      retained.since = 'reconnected';
-      clearTimeout(this.retainTimer);
-      this.retainTimer = setTimeout(() => this.dropRetained(retained), HEARTBEAT_LAPSE_MS);
-      this.retainTimer.unref();
-    });
     client.on('nack', (version, error) => {
       this.lastNack = { version, error, at: new Date().toISOString() };
     });
@@ -240,11 +220,7 @@ export class Sidecar implements SidecarAdminSource {
     try {
       next = new SidecarView(
         proxyView,
-        {
-          workload: this.options.workload,
-          jwks: this.jwks,
-          ...(this.retained ? { retainedEndpoints: this.retained.meshEndpoints } : {}),
-        },
+        { workload: this.options.workload, jwks: this.jwks },
         this.view,
       );
     } catch (err) {
@@ -256,12 +232,6 @@ export class Sidecar implements SidecarAdminSource {
     viewsApplied.inc({ result: 'ack' });
     this.meshPools.retain(next.meshPeers);
     this.plainPools.retain(next.plainOrigins);
-    const retained = Object.entries(next.retained);
-    if (retained.length > 0)
-      this.log.info(
-        { version: next.version, retained: Object.fromEntries(retained) },
-        'keeping sidecar endpoints the control plane has not heard from again since it came back',
-      );
     for (const problem of next.problems)
       this.log.warn(
         { version: next.version, problem },
@@ -281,15 +251,6 @@ export class Sidecar implements SidecarAdminSource {
       'view serving',
     );
     return { ok: true };
-  }
-
-  /** The grace after a reconnect is over: serve the control plane's view as it is. */
-  private dropRetained(retained: NonNullable<Sidecar['retained']>): void {
-    if (this.retained !== retained) return;
-    this.retained = undefined;
-    const current = this.view;
-    if (!current || Object.keys(current.retained).length === 0) return;
-    this.apply(current.view);
   }
 
   private recordDenial(r: InboundRequest, d: InboundDecision): void {
@@ -387,7 +348,6 @@ export class Sidecar implements SidecarAdminSource {
                 endpoint: `${m.address}:${m.port}`,
                 spiffeId: m.spiffeId,
               })),
-              ...(v.retained[d.key] ? { retained: v.retained[d.key] } : {}),
             })),
           }
         : null,
@@ -409,7 +369,6 @@ export class Sidecar implements SidecarAdminSource {
     if (this.draining) return { inflightLeft: this.inflight.count };
     this.draining = true;
     this.log.info({ inflight: this.inflight.count, drainMs: this.options.drainMs }, 'draining');
-    clearTimeout(this.retainTimer);
     await this.client?.stop();
     this.log.info({}, 'left the mesh: discovery stream closed');
     this.inbound.stopAccepting();

@@ -19,12 +19,17 @@
 import {
   createLocalJWKSet,
   decodeJwt,
-  errors as joseErrors,
   jwtVerify,
   type JSONWebKeySet,
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
+import {
+  describeJwtError,
+  JWT_ALGORITHMS,
+  JWT_CLOCK_SKEW_SECONDS,
+  REMOTE_JWKS_MAX_AGE_MS,
+} from '../auth/jwt-verification.ts';
 import type { IstioPolicyIR } from '../config/snapshot.ts';
 import type { JWTRule } from '../config/schemas/istio-security.ts';
 import type { Selection } from './workload-selection.ts';
@@ -37,24 +42,6 @@ export interface JwksProvider {
   resolver(uri: string, maxAgeMs: number): JWTVerifyGetKey;
 }
 
-/** Envoy's remote JWKS cache duration as Istio configures it (5 minutes). */
-const JWKS_MAX_AGE_MS = 5 * 60_000;
-/** Envoy jwt_authn's default clock skew. */
-const CLOCK_SKEW_SECONDS = 60;
-/** Asymmetric algorithms only: a shared-secret or `none` token is never accepted. */
-const ALGORITHMS = [
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'ES512',
-  'EdDSA',
-  'Ed25519',
-];
 /** Istio always splits these claims on spaces (authn buildSpaceDelimitedClaims). */
 const DEFAULT_SPACE_DELIMITED = ['scope', 'permission'];
 
@@ -175,7 +162,7 @@ function compileRule(
     }
   } else if (r.jwksUri !== undefined) {
     keySource = `jwksUri ${r.jwksUri}`;
-    if (deps.jwks) keys = deps.jwks.resolver(r.jwksUri, JWKS_MAX_AGE_MS);
+    if (deps.jwks) keys = deps.jwks.resolver(r.jwksUri, REMOTE_JWKS_MAX_AGE_MS);
     else keysProblem = `no JWKS provider to fetch ${r.jwksUri}`;
   } else {
     // Istio would discover the keys through OpenID Connect discovery of the issuer.
@@ -362,9 +349,9 @@ function precheck(
   options: AuthenticateOptions,
 ): Precheck {
   const nowSec = Math.floor((options.now?.() ?? Date.now()) / 1000);
-  if (typeof claims.nbf === 'number' && nowSec + CLOCK_SKEW_SECONDS < claims.nbf)
+  if (typeof claims.nbf === 'number' && nowSec + JWT_CLOCK_SKEW_SECONDS < claims.nbf)
     return { kind: 'invalid', status: 401, reason: 'Jwt not yet valid (nbf)' };
-  if (typeof claims.exp === 'number' && nowSec > claims.exp + CLOCK_SKEW_SECONDS)
+  if (typeof claims.exp === 'number' && nowSec > claims.exp + JWT_CLOCK_SKEW_SECONDS)
     return { kind: 'invalid', status: 401, reason: 'Jwt is expired' };
   const iss = typeof claims.iss === 'string' ? claims.iss : undefined;
   const byIssuer = rules.filter((r) => r.issuer === undefined || r.issuer === iss);
@@ -418,13 +405,13 @@ async function checkToken(
     }
     try {
       await jwtVerify(token, r.keys, {
-        algorithms: ALGORITHMS,
-        clockTolerance: CLOCK_SKEW_SECONDS,
+        algorithms: JWT_ALGORITHMS,
+        clockTolerance: JWT_CLOCK_SKEW_SECONDS,
         currentDate: new Date(options.now?.() ?? Date.now()),
       });
       return { kind: 'verified', identity: identityOf(claims, r), rule: r.label };
     } catch (err) {
-      reason ||= `${r.label}: ${describeJoseError(err)}`;
+      reason ||= `${r.label}: ${describeJwtError(err)}`;
       rule ??= r.label;
     }
   }
@@ -490,14 +477,4 @@ function claimByDots(claims: Record<string, unknown>, path: string): unknown {
     v = (v as Record<string, unknown>)[seg];
   }
   return v;
-}
-
-function describeJoseError(err: unknown): string {
-  if (err instanceof joseErrors.JWTExpired) return 'Jwt is expired';
-  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'Jwt verification fails';
-  if (err instanceof joseErrors.JWKSNoMatchingKey) return 'no JWKS key matches the token header';
-  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm not allowed';
-  if (err instanceof joseErrors.JWTClaimValidationFailed)
-    return `claim ${err.claim} ${err.reason}: ${err.message}`;
-  return err instanceof Error ? err.message : String(err);
 }

@@ -78,65 +78,22 @@ export async function forwardWithPolicy(
   const breaker = policy.breaker;
   let tried: number[] | undefined;
   let clientGone = false;
-  let stopWaiting: (() => void) | undefined;
+  const waiting: AdmissionWait = {};
   const onClose = () => {
     if (res.writableFinished) return;
     clientGone = true;
-    stopWaiting?.();
+    waiting.stop?.();
   };
   res.once('close', onClose);
 
-  /** Admission by the circuit breaker, waiting in its queue when it says so. */
-  const admit = async (): Promise<void> => {
-    const admission = breaker.tryAcquire();
-    if (admission === 'admitted') return;
-    if (admission === 'overflow')
-      throw new ProxyError(
-        'MG_ERR_UPSTREAM_OVERFLOW',
-        `${req.label}: circuit breaker overflow (${breaker.active} requests in flight, ${breaker.pending} waiting)`,
-      );
-    const slot = breaker.waitForSlot();
-    let timer: TimerHandle | undefined;
-    const gaveUp = await new Promise<'timeout' | 'gone' | undefined>((resolve) => {
-      slot.admitted.then(
-        () => resolve(undefined),
-        () => undefined,
-      );
-      stopWaiting = () => resolve('gone');
-      if (deadline > 0)
-        timer = deps.timers.setTimeout(
-          () => resolve('timeout'),
-          Math.max(0, deadline - deps.now()),
-        );
-    });
-    stopWaiting = undefined;
-    if (timer !== undefined) deps.timers.clearTimeout(timer);
-    if (!gaveUp || !slot.cancel()) return;
-    if (gaveUp === 'gone')
-      throw new ProxyError('MG_ERR_UPSTREAM_RESET', 'client closed the connection');
-    throw new ProxyError(
-      'MG_ERR_UPSTREAM_TIMEOUT',
-      `${req.label}: request timeout of ${policy.requestTimeoutMs} ms reached while waiting for a connection`,
-    );
-  };
-
   try {
-    const fault = policy.fault;
-    if (fault) {
-      const delay = fault.delayMs(deps.random);
-      if (delay > 0) {
-        req.onFlag?.('DI');
-        await sleep(deps.timers, delay);
-      }
-      const abort = fault.abort(deps.random);
-      if (abort) return answerFault(abort, req, res);
-    }
+    if (policy.fault && (await injectFault(policy, req, res, deps))) return;
     for (let attempt = 1; ; attempt++) {
       const isRetry = attempt > 1;
       try {
         if (clientGone)
           throw new ProxyError('MG_ERR_UPSTREAM_RESET', 'client closed the connection');
-        await admit();
+        await admit(policy, req.label, deadline, deps, waiting);
       } catch (err) {
         if (isRetry) breaker.retryDone();
         throw err;
@@ -230,8 +187,78 @@ export async function forwardWithPolicy(
   }
 }
 
+/** Lets a request waiting for admission give up (the client went away). */
+export interface AdmissionWait {
+  stop?: () => void;
+}
+
+/**
+ * Admission by the circuit breaker, waiting in its queue when it says so: until the request's
+ * `deadline` (0: none) or until `waiting.stop()` (the client left). Admitted: counted in flight
+ * until `breaker.release()`.
+ */
+export async function admit(
+  policy: BackendPolicy,
+  label: string,
+  deadline: number,
+  deps: PolicyForwardDeps,
+  waiting: AdmissionWait,
+): Promise<void> {
+  const breaker = policy.breaker;
+  const admission = breaker.tryAcquire();
+  if (admission === 'admitted') return;
+  if (admission === 'overflow')
+    throw new ProxyError(
+      'MG_ERR_UPSTREAM_OVERFLOW',
+      `${label}: circuit breaker overflow (${breaker.active} requests in flight, ${breaker.pending} waiting)`,
+    );
+  const slot = breaker.waitForSlot();
+  let timer: TimerHandle | undefined;
+  const gaveUp = await new Promise<'timeout' | 'gone' | undefined>((resolve) => {
+    slot.admitted.then(
+      () => resolve(undefined),
+      () => undefined,
+    );
+    waiting.stop = () => resolve('gone');
+    if (deadline > 0)
+      timer = deps.timers.setTimeout(() => resolve('timeout'), Math.max(0, deadline - deps.now()));
+  });
+  waiting.stop = undefined;
+  if (timer !== undefined) deps.timers.clearTimeout(timer);
+  if (!gaveUp || !slot.cancel()) return;
+  if (gaveUp === 'gone')
+    throw new ProxyError('MG_ERR_UPSTREAM_RESET', 'client closed the connection');
+  throw new ProxyError(
+    'MG_ERR_UPSTREAM_TIMEOUT',
+    `${label}: request timeout of ${policy.requestTimeoutMs} ms reached while waiting for a connection`,
+  );
+}
+
+/** Fault injection: the delay, then the abort; true when the abort answered the request. */
+export async function injectFault(
+  policy: BackendPolicy,
+  req: PolicyRequest,
+  res: ClientResponse,
+  deps: PolicyForwardDeps,
+): Promise<boolean> {
+  const fault = policy.fault;
+  if (!fault) return false;
+  const delay = fault.delayMs(deps.random);
+  if (delay > 0) {
+    req.onFlag?.('DI');
+    await sleep(deps.timers, delay);
+  }
+  const abort = fault.abort(deps.random);
+  if (!abort) return false;
+  answerFault(abort, req, res);
+  return true;
+}
+
 /** What an attempt's error says about the upstream; undefined: not the upstream's doing. */
-function localOriginFailure(err: ProxyError, headersSent: boolean): LocalOriginFailure | undefined {
+export function localOriginFailure(
+  err: ProxyError,
+  headersSent: boolean,
+): LocalOriginFailure | undefined {
   if (headersSent) return undefined;
   switch (err.code) {
     case 'MG_ERR_UPSTREAM_CONNECT':
@@ -263,7 +290,8 @@ function answerFault(abort: FaultAbort, req: PolicyRequest, res: ClientResponse)
   });
 }
 
-function appendHeader(headers: HeaderMap, name: string, value: string): void {
+/** Adds a value to a response header, keeping those already there (Set-Cookie). */
+export function appendHeader(headers: HeaderMap, name: string, value: string): void {
   const prev = headers[name];
   headers[name] =
     prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];

@@ -30,7 +30,8 @@
 // one at a time (a newer view supersedes one not yet applied) and acknowledged (POST /v1/ack);
 // heartbeats every HEARTBEAT_INTERVAL_MS while the stream is open. The last applied view stays
 // in place while the control plane is away, and its version goes in the next hello
-// (currentVersion), so an unchanged view is not sent again after a reconnect.
+// (currentVersion), so an unchanged view is not sent again after a reconnect, with its sidecar
+// endpoints (knownMeshEndpoints), which a restarted control plane keeps while they come back.
 
 import { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -71,7 +72,7 @@ export interface DiscoveryClientOptions {
   rootCaPem: string;
   /** A file holding the join token (read at each bootstrap, so it may be replaced). */
   tokenFile: string;
-  hello: Omit<ProxyHello, 'currentVersion'>;
+  hello: Omit<ProxyHello, 'currentVersion' | 'knownMeshEndpoints'>;
   /** Installs a view; resolve (or return {ok: true}) to ACK it, throw or return {ok: false} to NACK. */
   apply: (view: ProxyView) => ApplyResult | void | Promise<ApplyResult | void>;
   logger?: DiscoveryLogger;
@@ -341,7 +342,10 @@ export class DiscoveryClient extends EventEmitter<DiscoveryClientEvents> {
     try {
       const hello: ProxyHello = {
         ...this.options.hello,
-        ...(this.view ? { currentVersion: this.view.version } : {}),
+        // A control plane that just restarted keeps these peers in our view until they are back.
+        ...(this.view
+          ? { currentVersion: this.view.version, knownMeshEndpoints: this.view.meshEndpoints }
+          : {}),
       };
       const res = await request(this.url('/v1/stream'), {
         method: 'POST',

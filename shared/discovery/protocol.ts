@@ -17,6 +17,17 @@
 //
 // Errors are problem+json with a code. Proxies keep serving their last good view while the
 // control plane is away and reconnect with exponential backoff and jitter.
+//
+// Restart warm-up. The registry lives in the control plane's memory, so a restarted control plane
+// starts with none of the sidecars that are still running; they come back one by one over the
+// next reconnect backoff (at most 30 s). Views cut in between would drop the sidecars not back yet
+// and callers would get 503 UH. So a reconnecting proxy says in its hello which sidecar endpoints
+// its view lists (`knownMeshEndpoints`, with `currentVersion`), and for HEARTBEAT_LAPSE_MS after
+// its start the control plane keeps those in that proxy's own views until they register again.
+// That is as long as the old control plane would have kept a registration whose heartbeats
+// stopped, and longer than the reconnect backoff; a sidecar that did not come back by then is
+// gone and is dropped at the end of the warm-up. What a proxy reports only shapes its own view,
+// never another proxy's, and only the Service ports a registered sidecar could join.
 
 import type { CertificateGrant } from '../identity/mesh-ca.ts';
 import type {
@@ -34,6 +45,8 @@ export const DEFAULT_CONTROL_PLANE_ADMIN_PORT = 15014;
 export const PING_INTERVAL_MS = 15_000;
 export const HEARTBEAT_INTERVAL_MS = 10_000;
 export const HEARTBEAT_LAPSE_MS = 35_000;
+/** How long a restarted control plane keeps what reconnecting proxies knew (see above). */
+export const RESTART_WARM_UP_MS = HEARTBEAT_LAPSE_MS;
 
 export interface CertificateRequest {
   /** PKCS#10 CSR in PEM. */
@@ -64,6 +77,8 @@ export interface ProxyHello {
   gateways?: string[];
   /** The version the proxy already serves (after a reconnect), so an unchanged view is not resent. */
   currentVersion?: string;
+  /** With currentVersion: the `meshEndpoints` of the view it serves (see "Restart warm-up"). */
+  knownMeshEndpoints?: ProxyView['meshEndpoints'];
 }
 
 /** An endpoint a sidecar registered; merged with static EndpointSlices into its Services. */

@@ -37,6 +37,12 @@ const HOUR_MS = 3_600_000;
 export const DEFAULT_WORKLOAD_TTL_MS = 24 * HOUR_MS;
 /** Certificates start this far in the past, so a peer whose clock runs behind accepts them. */
 export const DEFAULT_BACKDATE_MS = 5 * 60_000;
+/**
+ * The backdate is at most this fraction of the certificate's lifetime: 5 min before a 20 s
+ * certificate would make most of its validity lie in the past, and any renewal clock that reads
+ * notBefore would find it due on arrival. Short lifetimes trade clock-skew tolerance for that.
+ */
+export const MAX_BACKDATE_FRACTION = 0.1;
 export const DEFAULT_ROOT_TTL_MS = 10 * 365 * 24 * HOUR_MS;
 /** Where the control plane's own identity lives, as Istio's istiod lives in istio-system. */
 export const CONTROL_PLANE_NAMESPACE = 'meshgate-system';
@@ -53,7 +59,7 @@ export interface MeshCaOptions {
   root?: { certPath: string; keyPath: string };
   /** Lifetime of workload certificates; 24 h by default. */
   workloadTtlMs?: number;
-  /** How far notBefore is set in the past; 5 min by default. */
+  /** How far notBefore is set in the past; 5 min by default, at most a tenth of the lifetime. */
   backdateMs?: number;
   /** Lifetime of a generated root; 10 years by default. */
   rootTtlMs?: number;
@@ -290,7 +296,8 @@ export class MeshCa {
   ): Promise<IssuedCertificate> {
     if (!(ttlMs > 0)) throw new RangeError('ttlMs must be positive');
     const now = this.now();
-    const notBefore = new Date(Math.floor((now - this.backdateMs) / 1000) * 1000);
+    const backdateMs = Math.min(this.backdateMs, ttlMs * MAX_BACKDATE_FRACTION);
+    const notBefore = new Date(Math.floor((now - backdateMs) / 1000) * 1000);
     // A leaf never outlives its issuer: verification would fail from then on anyway.
     const notAfter = new Date(
       Math.min(Math.floor((now + ttlMs) / 1000) * 1000, this.signingCert.notAfter.getTime()),

@@ -1,7 +1,8 @@
 // The proxy's side of identity: a fresh key and CSR for each certificate, the current credentials,
-// and renewal at half-life. Renewal swaps the credentials in one assignment and emits 'rotated';
-// a server then calls `setSecureContext()` and a client builds new connection options, while
-// connections already open keep the context they were made with, so none is dropped.
+// and renewal at half-life (of the life left when the certificate arrived). Renewal swaps the
+// credentials in one assignment and emits 'rotated'; a server then calls `setSecureContext()`
+// and a client builds new connection options, while connections already open keep the context
+// they were made with, so none is dropped.
 
 import { EventEmitter } from 'node:events';
 import { createPrivateKey } from 'node:crypto';
@@ -36,9 +37,14 @@ export async function createWorkloadCsr(identity: WorkloadIdentityInput): Promis
   return { keyPem: await privateKeyToPem(keys.privateKey), csrPem: `${csr.toString('pem')}\n` };
 }
 
-/** When to renew: at half-life, notBefore + (notAfter − notBefore) / 2, as Istio's agent does. */
-export function renewAt(validity: { notBefore: Date; notAfter: Date }): Date {
-  const start = validity.notBefore.getTime();
+/**
+ * When to renew: at half-life, as Istio's agent does, but of the life left when the certificate
+ * arrived: from the later of notBefore and `receivedAt`. notBefore is backdated for clock skew
+ * (mesh-ca.ts), and measured from it a certificate shorter than twice the backdate would be due
+ * for renewal on arrival, renewed again at once, and so on in a loop.
+ */
+export function renewAt(validity: { notBefore: Date; notAfter: Date }, receivedAt: number): Date {
+  const start = Math.max(validity.notBefore.getTime(), receivedAt);
   return new Date(start + (validity.notAfter.getTime() - start) / 2);
 }
 
@@ -59,6 +65,7 @@ export interface WorkloadCredentials extends MtlsCredentials {
  * Checks what the control plane granted for `csr` and makes credentials of it: the certificate
  * chains to the root it came with, is valid now, holds our key, and names the identity we asked
  * for (a join token of another service account would give us an identity we do not claim).
+ * `now` is when the grant arrived; renewal is timed from it (renewAt).
  */
 export function credentialsFromGrant(
   csr: WorkloadCsr,
@@ -87,7 +94,7 @@ export function credentialsFromGrant(
     serialNumber: leaf.serialNumber,
     notBefore,
     notAfter,
-    renewAt: renewAt({ notBefore, notAfter }),
+    renewAt: renewAt({ notBefore, notAfter }, now),
   });
 }
 

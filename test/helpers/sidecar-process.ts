@@ -39,7 +39,8 @@ export interface SidecarPorts {
 const running = new Set<SidecarProcess>();
 const caFiles = new Map<string, string>();
 
-async function caFileFor(rootPem: string): Promise<string> {
+/** A file holding the mesh root, written once per root (for --control-plane-ca). */
+export async function caFileFor(rootPem: string): Promise<string> {
   let file = caFiles.get(rootPem);
   if (!file) {
     file = join(await mkdtemp(join(tmpdir(), 'meshgate-ca-file-')), 'root.pem');
@@ -75,6 +76,26 @@ export class SidecarProcess {
   async ready(): Promise<this> {
     await this.process.ready();
     return this;
+  }
+
+  /**
+   * Waits until this sidecar's view lists a mesh endpoint (a registered peer sidecar) for every
+   * one of `services` ("ns/name:port"): /ready only says a view exists, not that every peer that
+   * joined before has reached it.
+   */
+  async meshEndpointsFor(...services: string[]): Promise<void> {
+    for (let i = 0; i < 400; i++) {
+      const dump = (
+        await this.admin<{
+          view: { destinations: { service: string; mesh: unknown[] }[] } | null;
+        }>('/config_dump')
+      ).body;
+      const listed = (k: string) =>
+        dump.view?.destinations.some((d) => d.service === k && d.mesh.length > 0) === true;
+      if (services.every(listed)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`the sidecar's view never listed mesh endpoints for ${services.join(', ')}`);
   }
 
   admin<T = Record<string, unknown>>(path: string): Promise<{ status: number; body: T }> {

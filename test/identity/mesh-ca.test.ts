@@ -212,6 +212,19 @@ describe('MeshCa workload certificates', () => {
     );
   });
 
+  // Regression: a 20 s certificate started 5 min in the past, so most of its validity was over
+  // before it was issued, and proxies renewing at half-life renewed it in a loop.
+  it('backdates a short certificate by at most a tenth of its lifetime', async () => {
+    const ca = await MeshCa.open({ dataDir: dir, now: fixedClock });
+    const csrPem = await csrFor('spiffe://a/b');
+    const identity = { namespace: 'default', serviceAccount: 'web' };
+    const short = await ca.issueWorkloadCertificate(csrPem, identity, { ttlMs: 20_000 });
+    expect(short.notBefore.getTime()).toBe(NOW - 2_000);
+    expect(short.notAfter.getTime()).toBe(NOW + 20_000);
+    const hour = await ca.issueWorkloadCertificate(csrPem, identity, { ttlMs: HOUR });
+    expect(hour.notBefore.getTime()).toBe(NOW - 5 * 60_000);
+  });
+
   it('takes the TTL from its options or per certificate, never past the root', async () => {
     const ca = await MeshCa.open({
       dataDir: dir,

@@ -33,10 +33,26 @@ const reviewsIdentity = { namespace: 'default', serviceAccount: 'reviews' };
 const productpageIdentity = { namespace: 'default', serviceAccount: 'productpage' };
 
 describe('renewAt', () => {
-  it('is the half-life of the certificate', () => {
+  it('is the half-life of what is left of the certificate when it arrived', () => {
     const notBefore = new Date('2026-03-01T11:55:00Z');
     const notAfter = new Date('2026-03-02T12:00:00Z');
-    expect(renewAt({ notBefore, notAfter }).toISOString()).toBe('2026-03-01T23:57:30.000Z');
+    const arrived = Date.parse('2026-03-01T12:00:00Z');
+    expect(renewAt({ notBefore, notAfter }, arrived).toISOString()).toBe(
+      '2026-03-02T00:00:00.000Z',
+    );
+    // Received before its notBefore (the receiver's clock runs behind): from notBefore.
+    expect(renewAt({ notBefore, notAfter }, Date.parse('2026-03-01T11:00:00Z')).toISOString()).toBe(
+      '2026-03-01T23:57:30.000Z',
+    );
+  });
+
+  // Regression: measured from the backdated notBefore, a 20 s certificate backdated 5 min was
+  // past its half-life on arrival (86 renewals in 3 s per proxy).
+  it('is in the future for a certificate shorter than the backdate', () => {
+    const arrived = Date.parse('2026-03-01T12:00:00Z');
+    const notBefore = new Date(arrived - 5 * 60_000);
+    const notAfter = new Date(arrived + 20_000);
+    expect(renewAt({ notBefore, notAfter }, arrived).getTime()).toBe(arrived + 10_000);
   });
 });
 
@@ -145,6 +161,38 @@ describe('WorkloadCertificateRenewer in fake time', () => {
     );
     expect(timers.nextDueAt).toBe(next.renewAt.getTime());
     expect(timers.pendingCount).toBe(1);
+  });
+
+  // Regression: with a 20 s lifetime the 5 min backdate made every certificate due for renewal
+  // on arrival, and each proxy renewed in a loop (86 times in 3 s).
+  it('renews a 20 s certificate about every 10 s, not continuously', async () => {
+    const shortCa = await createTestMeshCa({ now: () => timers.now(), workloadTtlMs: 20_000 });
+    try {
+      const r = renewer(reviewsIdentity, (csrPem) =>
+        shortCa.ca.issueWorkloadCertificate(csrPem, reviewsIdentity),
+      );
+      const first = await r.start();
+      expect(first.notAfter.getTime() - first.notBefore.getTime()).toBeLessThanOrEqual(22_000);
+      const start = timers.now();
+      const renewedAt: number[] = [];
+      r.on('rotated', () => renewedAt.push(timers.now()));
+      // A minute in 100 ms steps: a loop would renew at every step.
+      for (let t = start + 100; t <= start + 60_000; t += 100) {
+        const due = timers.nextDueAt as number;
+        const rotated = due <= t ? once(r, 'rotated') : undefined;
+        timers.advanceTo(t);
+        await rotated;
+      }
+      expect(renewedAt.length).toBeGreaterThanOrEqual(5);
+      expect(renewedAt.length).toBeLessThanOrEqual(7);
+      const gaps = renewedAt.map((at, i) => at - (renewedAt[i - 1] ?? start));
+      for (const gap of gaps) {
+        expect(gap).toBeGreaterThanOrEqual(9_000);
+        expect(gap).toBeLessThanOrEqual(10_100);
+      }
+    } finally {
+      await shortCa.close();
+    }
   });
 
   it('retries failures with exponential backoff, then rotates and resets the backoff', async () => {

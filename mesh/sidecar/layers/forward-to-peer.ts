@@ -1,12 +1,18 @@
+import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
+import type { BackendPolicy } from '../../../shared/backend/backend-policy.ts';
 import { requestTimers } from '../../../shared/backend/clock.ts';
 import {
   forwardWithPolicy,
   type PolicyForwardDeps,
+  type PolicyRequest,
 } from '../../../shared/backend/forward-with-policy.ts';
+import { upgradeWithPolicy } from '../../../shared/backend/upgrade-with-policy.ts';
+import { pickBackendRef } from '../../../shared/proxy/backend-ref.ts';
 import { ProxyError } from '../../../shared/proxy/errors.ts';
 import { applyHeaderOps, type HeaderMap } from '../../../shared/proxy/headers.ts';
 import type { MeshPools } from '../../../shared/proxy/mesh-pools.ts';
+import type { Tunnel } from '../../../shared/proxy/upgrade.ts';
 import type { UpstreamPools } from '../../../shared/proxy/upstream-pools.ts';
 import { modifyPath } from '../../../gateway/layers/answer-rule-directly.ts';
 import type { OutboundRequest } from '../request-context.ts';
@@ -32,21 +38,67 @@ export interface PeerForwardDeps {
  */
 export function forwardToPeer(deps: PeerForwardDeps) {
   return async function forwardToPeer(r: OutboundRequest): Promise<void> {
-    const rule = r.rule as MeshRule;
-    if (!rule.hasBackends)
-      throw new ProxyError('MG_ERR_NO_BACKEND', `${rule.id} has no backendRefs`);
-    const backend = rule.backends.pick(deps.random);
-    if (!backend)
-      throw new ProxyError('MG_ERR_NO_BACKEND', `every backendRef of ${rule.id} has weight 0`);
-    if (backend.invalid)
-      throw new ProxyError('MG_ERR_INVALID_BACKEND', `${backend.key}: ${backend.invalid}`);
-    if (backend.failure) throw new ProxyError(backend.failure.code, backend.failure.detail);
-    if (backend.redirect) return answerRedirect(r, backend.redirect);
-    const policy = backend.policy;
-    if (!policy)
-      throw new ProxyError('MG_ERR_INVALID_CONFIG', `${backend.key}: no backend policy compiled`);
-    const identities = backend.identities;
-    const policyDeps: PolicyForwardDeps = {
+    const chosen = chooseBackend(r, deps);
+    if (!chosen) return;
+    return forwardWithPolicy(chosen.policy, chosen.request, r.res, chosen.deps);
+  };
+}
+
+/**
+ * The backend layer for a WebSocket (HTTP/1.1 Upgrade): the same backendRef split, filters,
+ * balancer and circuit breaker; no retries or timeouts for a tunnel (shared/proxy/upgrade.ts).
+ */
+export function upgradeToPeer(deps: PeerForwardDeps) {
+  return async function upgradeToPeer(r: OutboundRequest): Promise<void> {
+    const chosen = chooseBackend(r, deps);
+    if (!chosen) return;
+    const protocol = r.req.headers.upgrade ?? 'websocket';
+    return upgradeWithPolicy(
+      chosen.policy,
+      { ...chosen.request, body: null, protocol },
+      r.res as ServerResponse,
+      r.tunnel as Tunnel,
+      chosen.deps,
+    );
+  };
+}
+
+/** A backendRef of the rule and what its policy layers need; undefined when a filter answered. */
+function chooseBackend(
+  r: OutboundRequest,
+  deps: PeerForwardDeps,
+): { policy: BackendPolicy; request: PolicyRequest; deps: PolicyForwardDeps } | undefined {
+  const rule = r.rule as MeshRule;
+  const backend = pickBackendRef(rule, deps.random);
+  if (backend.redirect) {
+    answerRedirect(r, backend.redirect);
+    return undefined;
+  }
+  const policy = backend.policy;
+  if (!policy)
+    throw new ProxyError('MG_ERR_INVALID_CONFIG', `${backend.key}: no backend policy compiled`);
+  const identities = backend.identities;
+  return {
+    policy,
+    request: {
+      method: r.method,
+      path: upstreamPath(r, rule, backend),
+      headers: upstreamHeaders(r, rule, backend),
+      body: r.client.hasBody ? r.req : null,
+      startedAt: r.startedAt,
+      hash: r,
+      connectionKey: () => `${r.clientAddress}:${r.clientPort}|${r.localAddress}`,
+      responseHeaders: (_status, h) => {
+        if (rule.responseHeaders) applyHeaderOps(h, rule.responseHeaders);
+        if (backend.responseHeaders) applyHeaderOps(h, backend.responseHeaders);
+      },
+      onUpstream: (origin) => {
+        r.upstream = origin;
+      },
+      onFlag: (flag) => r.addFlag(flag),
+      label: `${rule.id} → ${backend.key}`,
+    },
+    deps: {
       random: deps.random,
       now: deps.now,
       timers: requestTimers,
@@ -56,30 +108,7 @@ export function forwardToPeer(deps: PeerForwardDeps) {
           ? deps.plainPools.get(origin)
           : deps.meshPools.get(origin, spiffeId, backend.servername);
       },
-    };
-    return forwardWithPolicy(
-      policy,
-      {
-        method: r.method,
-        path: upstreamPath(r, rule, backend),
-        headers: upstreamHeaders(r, rule, backend),
-        body: r.client.hasBody ? r.req : null,
-        startedAt: r.startedAt,
-        hash: r,
-        connectionKey: () => `${r.clientAddress}:${r.clientPort}|${r.localAddress}`,
-        responseHeaders: (_status, h) => {
-          if (rule.responseHeaders) applyHeaderOps(h, rule.responseHeaders);
-          if (backend.responseHeaders) applyHeaderOps(h, backend.responseHeaders);
-        },
-        onUpstream: (origin) => {
-          r.upstream = origin;
-        },
-        onFlag: (flag) => r.addFlag(flag),
-        label: `${rule.id} → ${backend.key}`,
-      },
-      r.res,
-      policyDeps,
-    );
+    },
   };
 }
 

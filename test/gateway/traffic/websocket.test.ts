@@ -2,90 +2,80 @@
 // Upgrade with 101 (RFC 6455 §4.2.2 accept key) and echoes every byte it gets, so the test sees
 // the handshake and the raw frames pass both ways untouched.
 
-import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { docs, GATEWAY_CLASS, gatewayYaml, serviceYaml } from '../../helpers/gateway-config.ts';
+import {
+  docs,
+  GATEWAY_CLASS,
+  gatewayYaml,
+  multiEndpointServiceYaml,
+  serviceYaml,
+} from '../../helpers/gateway-config.ts';
 import { startGateway, type GatewayUnderTest } from '../../helpers/gateway-under-test.ts';
+import {
+  ACCEPT,
+  KEY,
+  readBytes,
+  sendUpgrade,
+  startWebSocketEcho,
+  textFrame,
+  type UpgradeSeen,
+  type WebSocketEcho,
+} from '../../helpers/websocket.ts';
 
 const API_KEY = 'ws-key-aaaaaaaaaaaaaaaaaaaaaaaa';
-const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
-const ACCEPT = createHash('sha1')
-  .update(KEY + WS_GUID)
-  .digest('base64');
 
-interface UpgradeSeen {
-  url: string;
-  headers: IncomingMessage['headers'];
-}
-
-/** An upstream that accepts every WebSocket upgrade and echoes raw bytes; /refuse answers 403. */
-async function startWebSocketEcho(): Promise<{
-  server: Server;
-  port: number;
-  seen: UpgradeSeen[];
-  sockets: Set<Duplex>;
-  close(): Promise<void>;
-}> {
-  const seen: UpgradeSeen[] = [];
-  const sockets = new Set<Duplex>();
-  const server = createServer((_req, res) => res.writeHead(426).end());
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    seen.push({ url: req.url ?? '', headers: req.headers });
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-    if (req.url?.startsWith('/ws/refuse')) {
-      socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
-      return;
-    }
-    const accept = createHash('sha1')
-      .update(String(req.headers['sec-websocket-key']) + WS_GUID)
-      .digest('base64');
-    socket.write(
-      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
-    );
-    if (head.length > 0) socket.write(head);
-    socket.on('data', (chunk: Buffer) => socket.write(chunk));
-    socket.on('end', () => socket.end());
-    socket.on('error', () => socket.destroy());
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    server,
-    port: (server.address() as AddressInfo).port,
-    seen,
-    sockets,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-/** A masked WebSocket text frame (clients must mask, RFC 6455 §5.3). */
-function textFrame(text: string): Buffer {
-  const payload = Buffer.from(text);
-  const mask = Buffer.from([1, 2, 3, 4]);
-  const masked = Buffer.from(payload.map((b, i) => b ^ (mask[i % 4] as number)));
-  return Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]);
-}
-
-let upstream: Awaited<ReturnType<typeof startWebSocketEcho>>;
+let upstream: WebSocketEcho;
+/** Two endpoints of one Service, for the balancer. */
+let pair: [WebSocketEcho, WebSocketEcho];
 let gw: GatewayUnderTest;
 const clients = new Set<Socket>();
 
+/** A route of `path` to `service`, with a BackendTrafficPolicy `spec` on it. */
+function routeWithPolicy(name: string, path: string, service: string, spec: string): string {
+  return `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: ${name}, namespace: default }
+spec:
+  parentRefs: [{ name: gw }]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: ${path} } }]
+      backendRefs: [{ name: ${service}, port: 80 }]
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: ${name}, namespace: default }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: ${name} }]
+${spec}`;
+}
+
 beforeAll(async () => {
   upstream = await startWebSocketEcho();
+  pair = [await startWebSocketEcho(), await startWebSocketEcho()];
   gw = await startGateway(
     docs(
       GATEWAY_CLASS,
       gatewayYaml('default', 'gw', '    - { name: http, port: 80, protocol: HTTP }'),
       serviceYaml('default', 'ws', upstream.port),
+      multiEndpointServiceYaml(
+        'default',
+        'pair',
+        pair.map((p) => p.port),
+      ),
+      routeWithPolicy(
+        'limited',
+        '/limited',
+        'ws',
+        '  rateLimit: { local: { rules: [{ limit: { requests: 2, unit: Hour } }] } }',
+      ),
+      routeWithPolicy(
+        'pinned',
+        '/pinned',
+        'pair',
+        '  loadBalancer: { type: ConsistentHash, consistentHash: { type: Header, header: { name: x-user } } }',
+      ),
+      routeWithPolicy('capped', '/capped', 'ws', '  circuitBreaker: { maxParallelRequests: 1 }'),
       `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: { name: ws, namespace: default }
@@ -138,45 +128,17 @@ afterAll(async () => {
   for (const c of clients) c.destroy();
   await gw?.close();
   await upstream?.close();
+  await Promise.all((pair ?? []).map((p) => p.close()));
 });
 
-/** Opens a raw connection to the gateway and sends an Upgrade request; resolves with the head of the answer. */
-function upgrade(
+/** Sends an Upgrade request to the gateway; resolves with the head of the answer. */
+async function upgrade(
   path: string,
   extraHeaders = '',
 ): Promise<{ socket: Socket; head: string; rest: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(gw.port(80), '127.0.0.1');
-    clients.add(socket);
-    let buf = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      const end = buf.indexOf('\r\n\r\n');
-      if (end === -1) return;
-      socket.removeListener('data', onData);
-      resolve({ socket, head: buf.subarray(0, end).toString(), rest: buf.subarray(end + 4) });
-    };
-    socket.on('data', onData);
-    socket.once('error', reject);
-    socket.write(
-      `GET ${path} HTTP/1.1\r\nHost: ws.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${extraHeaders}\r\n`,
-    );
-  });
-}
-
-function readBytes(socket: Socket, n: number, already: Buffer = Buffer.alloc(0)): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    let buf = already;
-    if (buf.length >= n) return resolve(buf.subarray(0, n));
-    const onData = (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      if (buf.length < n) return;
-      socket.removeListener('data', onData);
-      resolve(buf.subarray(0, n));
-    };
-    socket.on('data', onData);
-    socket.once('error', reject);
-  });
+  const answer = await sendUpgrade(gw.port(80), path, 'ws.example', extraHeaders);
+  clients.add(answer.socket);
+  return answer;
 }
 
 describe('WebSocket upgrade', () => {
@@ -269,5 +231,65 @@ describe('WebSocket upgrade', () => {
     const allowed = await upgrade('/secure/chat', `x-api-key: ${API_KEY}\r\n`);
     expect(allowed.head.split('\r\n')[0]).toBe('HTTP/1.1 101 Switching Protocols');
     allowed.socket.destroy();
+  });
+
+  // Regression: the upgrade stack had no rate limit layer, so WebSocket handshakes were neither
+  // counted nor refused by the route's BackendTrafficPolicy rateLimit.
+  it('an Upgrade is counted and refused by the route’s rate limit like any request', async () => {
+    const before = upstream.seen.length;
+    const heads: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { socket, head } = await upgrade('/limited/chat');
+      heads.push(head);
+      socket.destroy();
+    }
+    expect(heads.map((h) => h.split('\r\n')[0])).toEqual([
+      'HTTP/1.1 101 Switching Protocols',
+      'HTTP/1.1 101 Switching Protocols',
+      expect.stringMatching(/^HTTP\/1\.1 429 /),
+    ]);
+    // The 101 carries the RateLimit fields the layer set, as any admitted answer does.
+    expect(heads[1]?.toLowerCase()).toMatch(
+      /\r\nratelimit: "default\/limited\/local\/0";r=0;t=\d+/,
+    );
+    expect(heads[2]?.toLowerCase()).toMatch(/\r\nretry-after: \d+/);
+    expect(upstream.seen.length).toBe(before + 2);
+  });
+
+  // Regression: the upgrade path picked endpoints by plain round robin, ignoring the rule's
+  // BackendTrafficPolicy: no ConsistentHash stickiness, no circuit breaker.
+  it('an Upgrade goes to the endpoint the policy’s balancer picks (ConsistentHash on a header)', async () => {
+    const seen = () => pair.map((p) => p.seen.length);
+    const before = seen();
+    for (let i = 0; i < 4; i++) {
+      const { socket, head } = await upgrade('/pinned/chat', 'x-user: alice\r\n');
+      expect(head.split('\r\n')[0]).toBe('HTTP/1.1 101 Switching Protocols');
+      socket.destroy();
+    }
+    const got = seen().map((n, i) => n - (before[i] as number));
+    expect(got.sort()).toEqual([0, 4]);
+  });
+
+  it('the policy’s circuit breaker counts an open tunnel until it closes (503 UO beyond it)', async () => {
+    const first = await upgrade('/capped/one');
+    expect(first.head.split('\r\n')[0]).toBe('HTTP/1.1 101 Switching Protocols');
+    const refused = await upgrade('/capped/two');
+    expect(refused.head.split('\r\n')[0]).toMatch(/^HTTP\/1\.1 503 /);
+    expect(refused.head.toLowerCase()).toContain('meshgate-response-flags: uo');
+    refused.socket.destroy();
+    // Frames still pass through the first tunnel; closing it frees the slot.
+    const frame = textFrame('still open');
+    first.socket.write(frame);
+    expect((await readBytes(first.socket, frame.length, first.rest)).equals(frame)).toBe(true);
+    first.socket.destroy();
+    let head = '';
+    for (let i = 0; i < 100; i++) {
+      const again = await upgrade('/capped/three');
+      head = again.head;
+      again.socket.destroy();
+      if (head.startsWith('HTTP/1.1 101')) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(head.split('\r\n')[0]).toBe('HTTP/1.1 101 Switching Protocols');
   });
 });

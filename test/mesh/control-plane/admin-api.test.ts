@@ -112,6 +112,11 @@ stringData: { other: ${OTHER_KEY} }`,
   );
   await Promise.all([gateway.client.start(), sidecar.client.start()]);
   await Promise.all([gateway.client.firstView, sidecar.client.firstView]);
+  // The gateway may have connected first: the sidecar reaches its view with the next push round.
+  await gateway.until(
+    () => gateway.client.currentView?.meshEndpoints['shop/web:80'],
+    'the web sidecar in the gateway view',
+  );
   await statusWhen(cp, (p) => p.length === 2 && p.every((x) => x.state === 'SYNCED'), 'synced');
   app = buildControlPlaneAdmin(cp.cp);
 });

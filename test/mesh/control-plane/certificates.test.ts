@@ -228,13 +228,23 @@ describe('refused', () => {
     await expectProblem(foreign, 403, 'MG_ERR_CP_FORBIDDEN');
   });
 
-  it('a malformed hello (400) and an ack for a proxy with no stream (404)', async () => {
+  it('a malformed hello or known endpoints (400) and an ack for a proxy with no stream (404)', async () => {
     const bad = await discoveryRequest(`${cp.discoveryUrl}/v1/stream`, {
       rootPem: cp.rootPem,
       credentials,
       body: { ...sidecarHello('reviews'), inboundPort: 70000 },
     });
     await expectProblem(bad, 400, 'MG_ERR_CP_BAD_REQUEST');
+    const badKnown = await discoveryRequest(`${cp.discoveryUrl}/v1/stream`, {
+      rootPem: cp.rootPem,
+      credentials,
+      body: {
+        ...sidecarHello('reviews'),
+        currentVersion: 'v1',
+        knownMeshEndpoints: { 'bookinfo/ratings:9080': [{ address: '10.0.0.1', port: 0 }] },
+      },
+    });
+    await expectProblem(badKnown, 400, 'MG_ERR_CP_BAD_REQUEST');
     const ack = await discoveryRequest(`${cp.discoveryUrl}/v1/ack`, {
       rootPem: cp.rootPem,
       credentials,

@@ -74,6 +74,12 @@ spec:
   for (const name of ['httpbin', 'sleep', 'other'])
     sidecars[name] = await startSidecar(cp, { service: name, namespace: NS, appPort: port(name) });
   await Promise.all(Object.values(sidecars).map((s) => s.ready()));
+  // Both callers reach httpbin through its sidecar: it must be in their views first.
+  await Promise.all(
+    ['sleep', 'other'].map((n) =>
+      (sidecars[n] as SidecarProcess).meshEndpointsFor(`${NS}/httpbin:8000`),
+    ),
+  );
 });
 
 afterAll(async () => {

@@ -81,11 +81,11 @@ beforeAll(async () => {
   });
   await Promise.all(Object.values(sidecars).map((s) => s.ready()));
   // Every sidecar registered, and the caller's view lists each as a mesh endpoint.
-  await viewHas(sidecars.productpage as SidecarProcess, [
+  await (sidecars.productpage as SidecarProcess).meshEndpointsFor(
     `${NS}/ratings:9080`,
     `${NS}/reviews-v1:9080`,
     `${NS}/reviews-v2:9080`,
-  ]);
+  );
 });
 
 afterAll(async () => {
@@ -97,19 +97,6 @@ afterAll(async () => {
 interface Dump {
   identity: { spiffeId: string; certificateSha256: string };
   view: { destinations: { service: string; mesh: { spiffeId: string }[] }[] } | null;
-}
-
-/** Waits until the sidecar's view has a mesh endpoint for every one of `keys`. */
-async function viewHas(s: SidecarProcess, keys: string[]): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const dump = (await s.admin<Dump>('/config_dump')).body;
-    const ok = keys.every((k) =>
-      dump.view?.destinations.some((d) => d.service === k && d.mesh.length > 0),
-    );
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`the view never listed mesh endpoints for ${keys.join(', ')}`);
 }
 
 describe('the mesh path: app → sidecar → mTLS → sidecar → app', () => {

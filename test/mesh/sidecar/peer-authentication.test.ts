@@ -243,18 +243,7 @@ describe('refused at the inbound port (STRICT)', () => {
       });
       await registration.client.start();
       const caller = sidecars.caller as SidecarProcess;
-      for (let i = 0; i < 200; i++) {
-        const dump = (
-          await caller.admin<{ view: { destinations: { service: string; mesh: unknown[] }[] } }>(
-            '/config_dump',
-          )
-        ).body;
-        if (
-          dump.view.destinations.some((d) => d.service === `${NS}/impostor:9080` && d.mesh.length)
-        )
-          break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await caller.meshEndpointsFor(`${NS}/impostor:9080`);
       const out = await caller.outbound();
       const res = await send(out, 'http://127.0.0.1/secret', {
         host: 'impostor:9080',

@@ -1,4 +1,10 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import {
+  connect as netConnect,
+  createServer as createNetServer,
+  type AddressInfo,
+  type Socket,
+} from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
@@ -12,8 +18,8 @@ import {
 } from '../../helpers/control-plane-process.ts';
 import { startEchoServer, type EchoServer } from '../../helpers/echo-server.ts';
 import { GATEWAY_CLASS, gatewayYaml } from '../../helpers/gateway-config.ts';
-import { killGateways, startGateway } from '../../helpers/gateway-process.ts';
-import { findPortOffset } from '../../helpers/ports.ts';
+import { killGateways } from '../../helpers/gateway-process.ts';
+import { startMeshGateway } from '../../helpers/mesh-gateway.ts';
 import { joinYaml, serviceYaml } from '../../helpers/mesh-config.ts';
 import { runLoad, startLoad } from '../../helpers/mesh-load.ts';
 import {
@@ -59,25 +65,33 @@ spec:
   };
 }
 
+/** An edge Gateway whose one route sends everything to the back Service. */
+const EDGE_TO_BACK = joinYaml(
+  GATEWAY_CLASS,
+  gatewayYaml(NS, 'edge', `    - { name: http, port: 80, protocol: HTTP }`),
+  `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: back, namespace: ${NS} }
+spec:
+  parentRefs: [{ name: edge }]
+  rules: [{ backendRefs: [{ name: back, port: 9080 }] }]`,
+);
+
 type Stats = Record<string, { labels: Record<string, string>; value: number }[]>;
+
+/** Waits until the gateway answers 200 through its route (its view and mTLS pools are up). */
+async function edgeServes(edge: Pool): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const res = await edge.request({ method: 'GET', path: '/warm', headers: { host: 'x' } });
+    await res.body.dump();
+    if (res.statusCode === 200) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 async function rotations(s: SidecarProcess): Promise<number> {
   const stats = (await s.admin<Stats>('/stats')).body;
   return stats.meshgate_sidecar_certificate_rotations_total?.[0]?.value ?? 0;
-}
-
-/** Waits until the caller's view lists the callee as a mesh endpoint. */
-async function meshEndpointKnown(caller: SidecarProcess, key: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const dump = (
-      await caller.admin<{ view: { destinations: { service: string; mesh: unknown[] }[] } | null }>(
-        '/config_dump',
-      )
-    ).body;
-    if (dump.view?.destinations.some((d) => d.service === key && d.mesh.length > 0)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${key} never became a mesh endpoint in the caller's view`);
 }
 
 describe('certificate rotation', () => {
@@ -101,7 +115,7 @@ describe('certificate rotation', () => {
       accessLog: 'off',
     });
     await Promise.all([caller.ready(), callee.ready()]);
-    await meshEndpointKnown(caller, `${NS}/back:9080`);
+    await caller.meshEndpointsFor(`${NS}/back:9080`);
     const [r0caller, r0callee] = [await rotations(caller), await rotations(callee)];
     const serial0 = (await callee.admin<{ identity: { serialNumber: string } }>('/config_dump'))
       .body.identity.serialNumber;
@@ -111,7 +125,7 @@ describe('certificate rotation', () => {
       host: 'back:9080',
       concurrency: 8,
       minRequests: 200,
-      maxRequests: 20_000,
+      maxRequests: 200_000,
       // Until each side has rotated at least three times while the load ran.
       stop: async () =>
         (await rotations(caller)) >= r0caller + 3 && (await rotations(callee)) >= r0callee + 3,
@@ -134,19 +148,7 @@ describe('certificate rotation at the edge', () => {
   it('the gateway hands each renewed certificate to its workers, which keep calling the sidecar over mTLS', async () => {
     const { back, yaml } = await twoApps();
     const cp = await startTestControlPlane(
-      {
-        'mesh.yaml': joinYaml(
-          yaml,
-          GATEWAY_CLASS,
-          gatewayYaml(NS, 'edge', `    - { name: http, port: 80, protocol: HTTP }`),
-          `apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: { name: back, namespace: ${NS} }
-spec:
-  parentRefs: [{ name: edge }]
-  rules: [{ backendRefs: [{ name: back, port: 9080 }] }]`,
-        ),
-      },
+      { 'mesh.yaml': joinYaml(yaml, EDGE_TO_BACK) },
       { pushDebounceMs: 20, workloadCertTtlMs: 4_000 },
     );
     const callee = await startSidecar(cp, {
@@ -156,31 +158,11 @@ spec:
       accessLog: 'off',
     });
     await callee.ready();
-    const dir = await mkdtemp(join(tmpdir(), 'meshgate-gateway-rotation-'));
-    dirs.push(dir);
-    await writeFile(join(dir, 'root.pem'), cp.rootPem);
-    const offset = await findPortOffset([80]);
-    const gateway = startGateway([
-      '--control-plane',
-      cp.discoveryUrl,
-      '--token',
-      await cp.tokenFile('meshgate-system', 'meshgate-gateway'),
-      '--control-plane-ca',
-      join(dir, 'root.pem'),
-      '--port-offset',
-      String(offset),
-      '--workers',
-      '2',
-    ]);
+    const { gateway, offset } = await startMeshGateway(cp);
     await gateway.ready();
     const edge = new Pool(`http://127.0.0.1:${80 + offset}`);
     try {
-      for (let i = 0; i < 200; i++) {
-        const res = await edge.request({ method: 'GET', path: '/warm', headers: { host: 'x' } });
-        await res.body.dump();
-        if (res.statusCode === 200) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await edgeServes(edge);
       const renewed = () =>
         gateway.logs.filter((l) => l.msg === 'workload certificate renewed').length;
       const r0 = renewed();
@@ -189,7 +171,7 @@ spec:
         host: 'shop.example',
         concurrency: 8,
         minRequests: 200,
-        maxRequests: 20_000,
+        maxRequests: 200_000,
         stop: () => renewed() >= r0 + 3,
       });
       expect(result.failures).toEqual([]);
@@ -204,21 +186,29 @@ spec:
   });
 });
 
-describe('control plane restart', () => {
-  it('`meshgate control-plane` stopped and started again during traffic: no request fails, the sidecars reconnect', async () => {
-    const { front, back, yaml } = await twoApps();
-    const config = await ConfigFolder.create({ 'mesh.yaml': yaml });
-    dirs.push(config.dir);
-    const data = await mkdtemp(join(tmpdir(), 'meshgate-cp-data-'));
-    dirs.push(data);
-    const args = ['--config', config.dir, '--data', data];
-    let cp = startControlPlaneProcess(args);
-    const { discoveryPort, adminPort } = await cp.ports();
-    const { readFile } = await import('node:fs/promises');
-    const rootPem = await readFile(join(data, 'ca/root-cert.pem'), 'utf8');
-    const tokens = new JoinTokenStore(data);
-    let n = 0;
-    const access: ControlPlaneAccess = {
+/** `meshgate control-plane` as a process on a config and a data folder, with what proxies need. */
+async function controlPlaneProcess(yaml: string): Promise<{
+  access: ControlPlaneAccess;
+  discoveryPort: number;
+  adminPort: number;
+  /** SIGTERM (expecting exit 0), then a new process on the same folders and ports. */
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+}> {
+  const config = await ConfigFolder.create({ 'mesh.yaml': yaml });
+  dirs.push(config.dir);
+  const data = await mkdtemp(join(tmpdir(), 'meshgate-cp-data-'));
+  dirs.push(data);
+  const args = ['--config', config.dir, '--data', data];
+  let cp = startControlPlaneProcess(args);
+  const { discoveryPort, adminPort } = await cp.ports();
+  const rootPem = await readFile(join(data, 'ca/root-cert.pem'), 'utf8');
+  const tokens = new JoinTokenStore(data);
+  let n = 0;
+  return {
+    discoveryPort,
+    adminPort,
+    access: {
       discoveryUrl: `https://127.0.0.1:${discoveryPort}`,
       rootPem,
       async tokenFile(namespace, serviceAccount) {
@@ -227,28 +217,62 @@ describe('control plane restart', () => {
         await writeFile(file, `${token}\n`, { mode: 0o600 });
         return file;
       },
-    };
-    const caller = await startSidecar(access, {
+    },
+    async stop() {
+      const exit = await cp.process.stop();
+      expect(exit.code).toBe(0);
+    },
+    async restart() {
+      cp = startControlPlaneProcess([
+        ...args,
+        '--discovery-port',
+        String(discoveryPort),
+        '--admin-port',
+        String(adminPort),
+      ]);
+      await cp.ports();
+    },
+  };
+}
+
+/** Waits until `count` proxies are connected to the control plane and SYNCED. */
+async function allSynced(adminPort: number, count: number): Promise<void> {
+  let states: string[] = [];
+  for (let i = 0; i < 400; i++) {
+    const res = await fetch(`http://127.0.0.1:${adminPort}/status`);
+    const status = (await res.json()) as { proxies: { state: string }[] };
+    states = status.proxies.map((p) => p.state);
+    if (states.length === count && states.every((s) => s === 'SYNCED')) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(states).toEqual(Array.from({ length: count }, () => 'SYNCED'));
+}
+
+describe('control plane restart', () => {
+  it('`meshgate control-plane` stopped and started again during traffic: no request fails, the sidecars reconnect', async () => {
+    const { front, back, yaml } = await twoApps();
+    const cp = await controlPlaneProcess(yaml);
+    const caller = await startSidecar(cp.access, {
       service: 'front',
       namespace: NS,
       appPort: front.port,
       accessLog: 'off',
     });
-    const callee = await startSidecar(access, {
+    const callee = await startSidecar(cp.access, {
       service: 'back',
       namespace: NS,
       appPort: back.port,
       accessLog: 'off',
     });
     await Promise.all([caller.ready(), callee.ready()]);
-    await meshEndpointKnown(caller, `${NS}/back:9080`);
+    await caller.meshEndpointsFor(`${NS}/back:9080`);
 
     let phase: 'before' | 'away' | 'back' | 'done' = 'before';
     const load = startLoad({
       dispatcher: await caller.outbound(),
       host: 'back.web:9080',
       concurrency: 4,
-      maxRequests: 20_000,
+      maxRequests: 200_000,
       stop: () => phase === 'done',
     });
     const sentBy = async (count: number) => {
@@ -256,8 +280,7 @@ describe('control plane restart', () => {
         await new Promise((r) => setTimeout(r, 10));
     };
     await sentBy(200);
-    const exit = await cp.process.stop();
-    expect(exit.code).toBe(0);
+    await cp.stop();
     phase = 'away';
     // Traffic goes on while nobody is there to push config or renew certificates.
     const whileAway = load.result.sent;
@@ -266,26 +289,10 @@ describe('control plane restart', () => {
       (await caller.admin<{ controlPlane: { connected: boolean } }>('/config_dump')).body
         .controlPlane.connected,
     ).toBe(false);
-    cp = startControlPlaneProcess([
-      ...args,
-      '--discovery-port',
-      String(discoveryPort),
-      '--admin-port',
-      String(adminPort),
-    ]);
-    await cp.ports();
+    await cp.restart();
     phase = 'back';
     // Both sidecars are connected again and in sync with the new control plane.
-    for (let i = 0; i < 400; i++) {
-      const res = await fetch(`http://127.0.0.1:${adminPort}/status`);
-      const status = (await res.json()) as { proxies: { state: string }[] };
-      if (status.proxies.length === 2 && status.proxies.every((p) => p.state === 'SYNCED')) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const status = (await (await fetch(`http://127.0.0.1:${adminPort}/status`)).json()) as {
-      proxies: { state: string }[];
-    };
-    expect(status.proxies.map((p) => p.state)).toEqual(['SYNCED', 'SYNCED']);
+    await allSynced(cp.adminPort, 2);
     await sentBy(load.result.sent + 200);
     phase = 'done';
     const result = await load.finished;
@@ -293,4 +300,110 @@ describe('control plane restart', () => {
     expect(result.ok).toBe(result.sent);
     expect(result.sent).toBeGreaterThanOrEqual(600);
   });
+
+  // Regression: a restarted control plane starts with an empty registry, and its first views to
+  // the proxies that reconnected first omitted the sidecars not back yet: the gateway, which keeps
+  // no endpoints of its own, answered 503 UH until the callee's sidecar had reconnected too.
+  it('with a gateway and two sidecars under load: no request fails while the callee is the last to come back', async () => {
+    const { front, back, yaml } = await twoApps();
+    const cp = await controlPlaneProcess(joinYaml(yaml, EDGE_TO_BACK));
+    // The callee reaches the control plane through a door the test holds shut after the restart,
+    // so it comes back last whatever the reconnect backoffs draw.
+    const door = await controlPlaneDoor(cp.discoveryPort);
+    const caller = await startSidecar(cp.access, {
+      service: 'front',
+      namespace: NS,
+      appPort: front.port,
+      accessLog: 'off',
+    });
+    const callee = await startSidecar(
+      { ...cp.access, discoveryUrl: door.url },
+      { service: 'back', namespace: NS, appPort: back.port, accessLog: 'off' },
+    );
+    const { gateway, offset } = await startMeshGateway(cp.access);
+    await Promise.all([caller.ready(), callee.ready(), gateway.ready()]);
+    await caller.meshEndpointsFor(`${NS}/back:9080`);
+    const edge = new Pool(`http://127.0.0.1:${80 + offset}`);
+    try {
+      await edgeServes(edge);
+      let done = false;
+      const loads = [edge, await caller.outbound()].map((dispatcher, i) =>
+        startLoad({
+          dispatcher,
+          host: i === 0 ? 'shop.example' : 'back.web:9080',
+          concurrency: 4,
+          maxRequests: 1_000_000,
+          stop: () => done,
+        }),
+      );
+      const sentBy = async (more: number) => {
+        const target = Math.min(...loads.map((l) => l.result.sent)) + more;
+        for (let i = 0; i < 2_000 && loads.some((l) => l.result.sent < target); i++)
+          await new Promise((r) => setTimeout(r, 10));
+      };
+      await sentBy(100);
+      await cp.stop();
+      door.shut();
+      await sentBy(100);
+      await cp.restart();
+      // The gateway and the caller are back and served; the callee is still outside.
+      await allSynced(cp.adminPort, 2);
+      await sentBy(300);
+      door.open();
+      await allSynced(cp.adminPort, 3);
+      await sentBy(100);
+      done = true;
+      for (const result of await Promise.all(loads.map((l) => l.finished))) {
+        expect(result.failures).toEqual([]);
+        expect(result.ok).toBe(result.sent);
+      }
+    } finally {
+      await edge.destroy();
+      await door.close();
+    }
+  }, 60_000);
 });
+
+/** A TCP forwarder to the discovery port that the test can shut (connections refused) and open. */
+async function controlPlaneDoor(discoveryPort: number): Promise<{
+  url: string;
+  shut(): void;
+  open(): void;
+  close(): Promise<void>;
+}> {
+  let shut = false;
+  const sockets = new Set<Socket>();
+  const server = createNetServer((client) => {
+    sockets.add(client);
+    client.once('close', () => sockets.delete(client));
+    client.on('error', () => client.destroy());
+    if (shut) {
+      client.destroy();
+      return;
+    }
+    const upstream = netConnect(discoveryPort, '127.0.0.1');
+    sockets.add(upstream);
+    upstream.once('close', () => sockets.delete(upstream));
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `https://127.0.0.1:${port}`,
+    shut() {
+      shut = true;
+      for (const s of sockets) s.destroy();
+    },
+    open() {
+      shut = false;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

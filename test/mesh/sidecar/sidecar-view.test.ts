@@ -4,7 +4,7 @@ import { viewOf } from '../../helpers/fake-discovery.ts';
 import { endpointSliceYaml, joinYaml, serviceYaml } from '../../helpers/mesh-config.ts';
 
 // The sidecar's compiled view, in-process: which Service a name means, which endpoints are
-// sidecars (mTLS, with their identity) and which are plain, what is refused, what is retained.
+// sidecars (mTLS, with their identity) and which are plain, and what is refused.
 
 const WORKLOAD: Workload = {
   service: 'productpage',
@@ -103,19 +103,5 @@ spec:
     expect(() => new SidecarView(v, { workload: WORKLOAD })).toThrow(
       /bookinfo\/reviews:9080: route bookinfo\/r rule 0 match 0: path regular expression "\/a\("/,
     );
-  });
-
-  it('keeps retained sidecar endpoints the new view no longer lists, and says which', () => {
-    const previous = view().meshEndpoints;
-    const next = view();
-    next.meshEndpoints = {};
-    const v = new SidecarView(next, { workload: WORKLOAD, retainedEndpoints: previous });
-    expect(v.retained).toEqual({ 'bookinfo/reviews:9080': ['10.0.0.1:15006'] });
-    const backend = v.destinations
-      .get('bookinfo/reviews:9080')
-      ?.rules.get('bookinfo/reviews')?.[0]
-      ?.backends.pick(() => 0);
-    expect(backend?.endpoints.map((e) => e.origin)).toEqual(['https://10.0.0.1:15006']);
-    v.close();
   });
 });
