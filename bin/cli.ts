@@ -1,5 +1,6 @@
 import { ConfigFolderError } from '../shared/config/load.ts';
 import { CONTROL_PLANE_USAGE, runControlPlane } from './commands/control-plane.ts';
+import { DEMO_USAGE, runDemo } from './commands/demo.ts';
 import { runExplain } from './commands/explain.ts';
 import { GATEWAY_USAGE, runGateway } from './commands/gateway.ts';
 import { SIDECAR_USAGE, runSidecar } from './commands/sidecar.ts';
@@ -20,6 +21,7 @@ usage:
   ${CONTROL_PLANE_USAGE}
   ${SIDECAR_USAGE}
   ${STATUS_USAGE}
+  ${DEMO_USAGE}
 `;
 
 /** Runs one CLI command and returns the exit code. */
@@ -41,6 +43,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runControlPlane(rest);
       case 'status':
         return await runStatus(rest);
+      case 'demo':
+        return await runDemo(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -169,6 +169,18 @@ function parseDocument(
     return;
   }
   const obj = raw as Record<string, unknown>;
+  // An OpenAPI document kept beside the manifests for an ApiDefinition's `source.file`: not a
+  // resource, and not a mistake either.
+  const openapi = obj.openapi ?? obj.swagger;
+  if (obj.apiVersion === undefined && obj.kind === undefined && typeof openapi === 'string') {
+    into.ignored.push({
+      location: docLocation,
+      apiVersion: '',
+      kind: 'OpenAPI document',
+      reason: `OpenAPI ${openapi}, read by the ApiDefinition whose source.file names it`,
+    });
+    return;
+  }
   if (typeof obj.apiVersion !== 'string' || obj.apiVersion === '') {
     into.errors.push(
       configError(
