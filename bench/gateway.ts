@@ -23,51 +23,37 @@
 // Run alone: npm run bench -- gateway   or   node --import tsx bench/gateway.ts
 // Writes the markdown report to bench/results/gateway-latest.md.
 
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { availableParallelism, tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Client } from 'undici';
 import { formatTable, type Bench, type BenchRow } from './bench.ts';
-import {
-  killChildrenOnExit,
-  leftoverGroups,
-  startedGroups,
-  startProcess,
-  stopAll,
-  stopProcess,
-  type ManagedProcess,
-} from './gateway/child-processes.ts';
 import { writeApiManagement, type JwtAlg, type LimitKind } from './gateway/api-management.ts';
-import { ensureTools, findExecutable, toolVersion, type Tools } from './gateway/ensure-tools.ts';
-import {
-  foreignCores,
-  measureCpuStalls,
-  ownProcessGroup,
-  sampleProcessCpu,
-  type CpuStalls,
-} from './gateway/machine-noise.ts';
 import { LISTENER_PORT, routePrefix, writeMeshgateConfig } from './gateway/meshgate-config.ts';
+import { checkTargets, markdownReport } from './gateway/report.ts';
+import { startProcess, stopProcess, type ManagedProcess } from './lib/child-processes.ts';
+import { findExecutable } from './lib/ensure-tools.ts';
 import {
-  reverseProxyConfig,
-  startNginx,
-  upstreamConfig,
-  UPSTREAM_BODY,
-  UPSTREAM_PATH_HEADER,
-} from './gateway/nginx.ts';
+  LOAD_CPU,
+  measureSettingsFromEnv,
+  NotAvailable,
+  pinned,
+  PROXY_CPU,
+  rowsFromEnv,
+  runLoopbackBench,
+  type Harness,
+  type RowSpec as LoopbackRowSpec,
+} from './lib/loopback-bench.ts';
+import { reverseProxyConfig, startNginx } from './lib/nginx.ts';
 import {
-  benchRows,
-  checkTargets,
-  fmtLatency,
-  fmtRps,
-  markdownReport,
-  summarize,
-  type RowResult,
-  type Sample,
-} from './gateway/report.ts';
-import { runWrk } from './gateway/wrk.ts';
+  checkAnswersLikeUpstream,
+  freePort,
+  lastLines,
+  probe,
+  sleep,
+  START_TIMEOUT_MS,
+} from './lib/probe.ts';
+import { benchRows, summaries } from './lib/results.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const REPO = join(here, '..');
@@ -75,150 +61,20 @@ const RESULTS_FILE = join(here, 'results', 'gateway-latest.md');
 /** Another build or checkout of the CLI can be measured with MESHGATE_BIN=path/to/meshgate.js. */
 const MESHGATE_BIN = process.env.MESHGATE_BIN || join(REPO, 'bin', 'meshgate.js');
 
-const DURATION_SEC = positiveIntEnv('BENCH_DURATION', 10);
-const WARMUP_SEC = positiveIntEnv('BENCH_WARMUP', 3);
-const ROUNDS = positiveIntEnv('BENCH_ROUNDS', 3);
-const STALL_SECONDS = 3;
-/** BENCH_GATEWAY_ROWS=3,5a: only those rows (the default is all). */
-const onlyRows = (process.env.BENCH_GATEWAY_ROWS ?? '')
-  .split(',')
-  .map((s) => s.trim())
-  .filter((s) => s !== '');
 const ROUTE_COUNT = 1_000;
 /** Near the middle of the 1,000 routes; the one-route config has only this one. */
 const TARGET_ROUTE = 500;
 const REQUEST_PATH = `${routePrefix(TARGET_ROUTE)}/items`;
-const START_TIMEOUT_MS = 20_000;
 const MESHGATE_READY_TIMEOUT_MS = 60_000;
 
-const PROXY_CPU = 0;
-const LOAD_CPU = 1;
-
-function positiveIntEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer`);
-  return n;
-}
-
 const log = (line: string) => process.stderr.write(`${line}\n`);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The row cannot be measured yet: the CLI has no gateway command. */
-class NotAvailable extends Error {}
-
-interface Harness {
-  tools: Tools;
-  tmp: string;
-  upstreamPort: number;
-  /** Whether to pin with taskset (2+ cores and taskset present). */
-  pin: boolean;
+interface GatewayHarness extends Harness {
   /** The redis-server of the global rate-limit rows, started by the first of them. */
   redis?: Promise<string>;
 }
 
-interface Target {
-  url: string;
-  procs: ManagedProcess[];
-  /** A wrk Lua script (the rows that send an Authorization header). */
-  wrkScript?: string;
-}
-
-interface RowSpec {
-  id: string;
-  name: string;
-  cpu(h: Harness): string;
-  start(h: Harness): Promise<Target>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject()));
-    });
-  });
-}
-
-interface ProbeResult {
-  status: number;
-  body: string;
-  upstreamPath: string | undefined;
-}
-
-/** One GET with a fresh connection; the status and body, or the connection error. */
-async function probe(url: string, headers: Record<string, string> = {}): Promise<ProbeResult> {
-  const u = new URL(url);
-  const client = new Client(u.origin, { headersTimeout: 5_000, bodyTimeout: 5_000 });
-  try {
-    const res = await client.request({
-      path: `${u.pathname}${u.search}`,
-      method: 'GET',
-      headers,
-    });
-    const echoed = res.headers[UPSTREAM_PATH_HEADER];
-    return {
-      status: res.statusCode,
-      body: await res.body.text(),
-      upstreamPath: Array.isArray(echoed) ? echoed.join(',') : echoed,
-    };
-  } finally {
-    await client.destroy();
-  }
-}
-
-function lastLines(text: string, n = 3): string {
-  return text.trim().split('\n').slice(-n).join(' | ').slice(0, 400);
-}
-
-/** Retries `url` until something answers; throws if `proc` exits or time runs out. */
-async function waitForAnswer(
-  proc: ManagedProcess,
-  url: string,
-  timeoutMs: number,
-  headers: Record<string, string> = {},
-): Promise<ProbeResult> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError = '';
-  while (Date.now() < deadline) {
-    if (proc.hasExited()) {
-      throw new Error(`${proc.name} exited with ${await proc.exited}: ${lastLines(proc.output())}`);
-    }
-    try {
-      return await probe(url, headers);
-    } catch (err) {
-      lastError = (err as Error).message;
-      await sleep(100);
-    }
-  }
-  throw new Error(`${proc.name}: nothing answered ${url} in ${timeoutMs} ms (${lastError})`);
-}
-
-/** The check before measuring: one request through the proxy returns nginx's 200 and body. */
-async function checkAnswersLikeUpstream(
-  proc: ManagedProcess,
-  url: string,
-  timeoutMs = START_TIMEOUT_MS,
-  headers: Record<string, string> = {},
-): Promise<void> {
-  const { status, body, upstreamPath } = await waitForAnswer(proc, url, timeoutMs, headers);
-  const path = new URL(url).pathname;
-  if (status !== 200 || body !== UPSTREAM_BODY) {
-    throw new Error(
-      `GET ${path} answered ${status} with ${JSON.stringify(body.slice(0, 120))}, not the upstream's 200 and body`,
-    );
-  }
-  if (upstreamPath !== path) {
-    throw new Error(`GET ${path} reached the upstream as ${upstreamPath ?? '(no echo header)'}`);
-  }
-}
-
-function pinned(h: Harness, command: string, args: string[]): [string, string[]] {
-  return h.pin ? ['taskset', ['-c', String(PROXY_CPU), command, ...args]] : [command, args];
-}
+type RowSpec = LoopbackRowSpec<GatewayHarness>;
 
 function nodeProxyRow(id: string, name: string, script: string): RowSpec {
   return {
@@ -309,7 +165,7 @@ function meshgateRow(
         const headers: Record<string, string> = managed
           ? { authorization: `Bearer ${managed.token}` }
           : {};
-        await checkAnswersLikeUpstream(proc, url, START_TIMEOUT_MS, headers);
+        await checkAnswersLikeUpstream(proc, url, { headers });
         return { url, procs: [proc], ...(managed ? { wrkScript: managed.wrkScript } : {}) };
       } catch (err) {
         await stopProcess(proc);
@@ -398,12 +254,12 @@ const ROWS: RowSpec[] = [
  * The redis-server of the global rate-limit rows, on the load core with wrk and the upstream
  * (it is the harness's, like the upstream): started once, stopped with everything else.
  */
-async function startRedis(h: Harness): Promise<string> {
+async function startRedis(h: GatewayHarness): Promise<string> {
   const bin = findExecutable('redis-server');
   if (!bin) throw new NotAvailable('redis-server is not installed (apt-get install redis-server)');
   const port = await freePort();
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
-  const [cmd, cmdArgs] = h.pin ? ['taskset', ['-c', String(LOAD_CPU), bin, ...args]] : [bin, args];
+  const [cmd, cmdArgs] = pinned(h, bin, args, LOAD_CPU);
   const proc = startProcess('redis-server', cmd, cmdArgs);
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
@@ -414,158 +270,27 @@ async function startRedis(h: Harness): Promise<string> {
   throw new Error(`redis-server did not start: ${lastLines(proc.output())}`);
 }
 
-async function measureOnce(h: Harness, url: string, script?: string): Promise<Sample> {
-  const ours = startedGroups();
-  const own = ownProcessGroup();
-  if (own !== undefined) ours.add(own);
-  const wrk = (connections: number, durationSec: number) =>
-    runWrk({
-      wrk: h.tools.wrk,
-      url,
-      connections,
-      durationSec,
-      cpu: h.pin ? LOAD_CPU : undefined,
-      ...(script ? { script } : {}),
-    });
-  const measured = async (connections: number) => {
-    await wrk(connections, WARMUP_SEC);
-    const before = sampleProcessCpu();
-    const t0 = performance.now();
-    const result = await wrk(connections, DURATION_SEC);
-    const seconds = (performance.now() - t0) / 1_000;
-    return { result, foreign: foreignCores(before, sampleProcessCpu(), ours, seconds) };
-  };
-  const c50 = await measured(50);
-  const c1 = await measured(1);
-  return { c50: c50.result, c1: c1.result, foreignCores: Math.max(c50.foreign, c1.foreign) };
-}
-
-function machineLine(tools: Tools | undefined): string {
-  let cpu = 'unknown CPU';
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) cpu = (m[1] as string).trim();
-  } catch {
-    // not Linux
-  }
-  const versions = tools
-    ? `, ${toolVersion(tools.nginx, ['-v']).replace(/^nginx version: /, '')}, ${toolVersion(tools.wrk, ['-v']).split(' [')[0]}`
-    : '';
-  return `${cpu}, ${availableParallelism()} cores, Node ${process.version}${versions}`;
-}
-
-function problemOf(err: unknown): string {
-  const msg = (err as Error).message.replace(/\s+/g, ' ');
-  return err instanceof NotAvailable ? `not available: ${msg}` : `FAILED: ${msg}`;
-}
-
 export async function runGatewayBench(): Promise<BenchRow[]> {
-  const stopCatching = killChildrenOnExit();
-  let tools: Tools | undefined;
-  let pin = false;
-  let stalls: CpuStalls[] = [];
-  let setupProblem: string | undefined;
-  let removeTmpOnExit: (() => void) | undefined;
-  const results: RowResult[] = [];
-  try {
-    tools = ensureTools(log);
-    pin = availableParallelism() >= 2 && tools.taskset !== undefined;
-    log(`gateway bench: measuring CPU stalls (${STALL_SECONDS} s)`);
-    stalls = await measureCpuStalls(pin ? [PROXY_CPU, LOAD_CPU] : [0], STALL_SECONDS, pin);
-    const tmp = mkdtempSync(join(tmpdir(), 'meshgate-gateway-bench-'));
-    // Ctrl-C ends the process without reaching `finally`
-    removeTmpOnExit = () => rmSync(tmp, { recursive: true, force: true });
-    process.on('exit', removeTmpOnExit);
-    // nginx's workers (user nobody) must reach their temp paths below it
-    chmodSync(tmp, 0o755);
-    const upstreamPort = await freePort();
-    const upstreamDir = join(tmp, 'nginx-upstream');
-    const upstream = startNginx(
-      'nginx upstream',
-      tools.nginx,
-      upstreamDir,
-      upstreamConfig(upstreamDir, upstreamPort),
-      pin ? LOAD_CPU : undefined,
-    );
-    await checkAnswersLikeUpstream(upstream, `http://127.0.0.1:${upstreamPort}${REQUEST_PATH}`);
-    const h: Harness = { tools, tmp, upstreamPort, pin };
-
-    // Every proxy is started and checked first, then measured in rounds, the rows interleaved
-    // and the order reversed every other round, so that a noisy minute on a shared machine
-    // does not land on one row only. An idle proxy costs nothing while another is measured.
-    const running: { row: RowResult; target: Target }[] = [];
-    for (const spec of ROWS.filter((r) => onlyRows.length === 0 || onlyRows.includes(r.id))) {
-      const row: RowResult = { id: spec.id, name: spec.name, cpu: spec.cpu(h), samples: [] };
-      results.push(row);
-      log(`gateway bench: starting row ${spec.id}, ${spec.name}`);
-      try {
-        running.push({ row, target: await spec.start(h) });
-      } catch (err) {
-        row.problem = problemOf(err);
-        log(`  ${row.problem}`);
-      }
-    }
-    for (let round = 1; round <= ROUNDS; round++) {
-      const order = round % 2 === 1 ? running : [...running].reverse();
-      for (const { row, target } of order) {
-        if (row.problem) continue;
-        const dead = target.procs.find((p) => p.hasExited());
-        if (dead) {
-          row.problem = `FAILED: ${dead.name} exited during the run: ${lastLines(dead.output())}`;
-          log(`  ${row.problem}`);
-          continue;
-        }
-        log(`gateway bench: round ${round}/${ROUNDS}, row ${row.id}, ${row.name}`);
-        try {
-          const sample = await measureOnce(h, target.url, target.wrkScript);
-          row.samples.push(sample);
-          log(
-            `  ${fmtRps(sample.c50.requestsPerSec)} req/s @50, p50 @1 ${fmtLatency(sample.c1.p50Us)}` +
-              (sample.foreignCores >= 0.05
-                ? `, other processes used ${sample.foreignCores.toFixed(2)} cores`
-                : ''),
-          );
-        } catch (err) {
-          row.problem = problemOf(err);
-          log(`  ${row.problem}`);
-        }
-      }
-    }
-  } catch (err) {
-    setupProblem = (err as Error).message;
-    log(`gateway bench: ${setupProblem}`);
-  } finally {
-    await stopAll();
-    const left = leftoverGroups();
-    if (left.length > 0) log(`gateway bench: WARNING, process groups still alive: ${left}`);
-    if (removeTmpOnExit) {
-      removeTmpOnExit();
-      process.off('exit', removeTmpOnExit);
-    }
-    stopCatching();
-  }
-  const checks = checkTargets(new Map(results.map((r) => [r.id, summarize(r)])));
-  const report = markdownReport(results, checks, {
-    machine: machineLine(tools),
-    durationSec: DURATION_SEC,
-    warmupSec: WARMUP_SEC,
-    rounds: ROUNDS,
+  const { results, conditions } = await runLoopbackBench<GatewayHarness>({
+    name: 'gateway',
     requestPath: REQUEST_PATH,
-    bodyBytes: Buffer.byteLength(UPSTREAM_BODY),
-    pin,
-    proxyCpu: PROXY_CPU,
-    loadCpu: LOAD_CPU,
-    stalls,
-    setupProblem,
+    rows: ROWS,
+    onlyRows: rowsFromEnv('BENCH_GATEWAY_ROWS'),
+    settings: measureSettingsFromEnv(),
+    extend: (base) => base,
   });
+  const checks = checkTargets(summaries(results));
+  const report = markdownReport(results, checks, conditions);
   mkdirSync(dirname(RESULTS_FILE), { recursive: true });
   writeFileSync(RESULTS_FILE, report);
   process.stdout.write(`\n${report}\n`);
   log(`gateway bench: report written to ${RESULTS_FILE}`);
-  if (setupProblem) {
-    return [{ bench: 'gateway', case: 'setup', value: NaN, unit: '', note: setupProblem }];
+  if (conditions.setupProblem) {
+    return [
+      { bench: 'gateway', case: 'setup', value: NaN, unit: '', note: conditions.setupProblem },
+    ];
   }
-  return benchRows(results, checks);
+  return benchRows('gateway', results, checks);
 }
 
 export const bench: Bench = { name: 'gateway', run: runGatewayBench };

@@ -1,6 +1,7 @@
-// The two nginx roles: the upstream every row ends at, and the reverse proxy of row 2. Each gets
-// a generated config in its own temp folder (pid, logs, temp paths), runs with `daemon off` as
-// our child, and is killed with its process group.
+// nginx in the benchmarks: the upstream every row ends at, the plain reverse proxy of the gateway
+// bench, and the pieces other configs are built from (bench/mesh/nginx-mtls.ts). Each nginx gets a
+// generated config in its own temp folder (pid, logs, temp paths), runs with `daemon off` as our
+// child, and is killed with its process group.
 
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +14,8 @@ export const UPSTREAM_BODY =
 /** Response header in which the upstream echoes the request's path and query. */
 export const UPSTREAM_PATH_HEADER = 'x-upstream-path';
 
-function commonConfig(dir: string): string {
+/** The main context: one worker, no daemon, pid and error log in `dir`. */
+export function commonConfig(dir: string): string {
   return `daemon off;
 master_process on;
 worker_processes 1;
@@ -25,7 +27,8 @@ events {
 `;
 }
 
-function httpCommon(dir: string): string {
+/** The `http {}` lines every role shares: no access log, temp paths in `dir`, long keep-alive. */
+export function httpCommon(dir: string): string {
   return `  access_log off;
   client_body_temp_path ${join(dir, 'client_body')};
   proxy_temp_path ${join(dir, 'proxy')};

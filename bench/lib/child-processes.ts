@@ -1,4 +1,4 @@
-// Every process the gateway benchmark starts (nginx, proxies, meshgate, wrk) runs in its own
+// Every process a loopback benchmark starts (nginx, proxies, meshgate, wrk) runs in its own
 // process group, so one kill(-pgid) also reaches what it forked (nginx workers, meshgate
 // workers). The groups are killed at the end of the run, on error, and on Ctrl-C or exit.
 
@@ -80,7 +80,7 @@ export async function stopProcess(proc: ManagedProcess, graceMs = 3_000): Promis
   killGroup(proc, 'SIGKILL');
   // a process that left the group but holds our pipes would keep 'close' away for ever
   if (!(await exitedWithin(proc, 2_000))) {
-    process.stderr.write(`gateway bench: ${proc.name} (pid ${proc.child.pid}) did not exit\n`);
+    process.stderr.write(`bench: ${proc.name} (pid ${proc.child.pid}) did not exit\n`);
   }
   live.delete(proc);
 }
@@ -115,7 +115,7 @@ const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 /** Until the returned function is called, Ctrl-C and exit kill every live group first. */
 export function killChildrenOnExit(): () => void {
   const onSignal = (signal: NodeJS.Signals) => {
-    process.stderr.write(`\ngateway bench: ${signal}, killing child processes\n`);
+    process.stderr.write(`\nbench: ${signal}, killing child processes\n`);
     killAllNow();
     process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
   };

@@ -102,6 +102,20 @@ export function foreignCores(
   return ticks / TICKS_PER_SEC / seconds;
 }
 
+/** CPU seconds that the processes of `groups` used between two samples. */
+export function groupCpuSeconds(
+  before: Map<number, ProcCpu>,
+  after: Map<number, ProcCpu>,
+  groups: Set<number>,
+): number {
+  let ticks = 0;
+  for (const [pid, p] of after) {
+    if (!groups.has(p.pgid)) continue;
+    ticks += p.ticks - (before.get(pid)?.ticks ?? 0);
+  }
+  return ticks / TICKS_PER_SEC;
+}
+
 /** This process's own group (npm, the shell and the bench itself). */
 export function ownProcessGroup(): number | undefined {
   try {

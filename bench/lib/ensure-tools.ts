@@ -49,7 +49,7 @@ export function ensureTools(log: (line: string) => void): Tools {
         `${missing.join(' and ')} missing; run: apt-get install -y ${missing.join(' ')}`,
       );
     }
-    log(`gateway bench: ${missing.join(' and ')} not found, installing from Debian's packages`);
+    log(`bench: ${missing.join(' and ')} not found, installing from Debian's packages`);
     // a machine whose package lists are stale or absent needs one update first
     if (!aptGet(['install', '-y', '-q', ...missing], log)) {
       if (!aptGet(['update', '-q'], log) || !aptGet(['install', '-y', '-q', ...missing], log)) {
