@@ -244,7 +244,7 @@ function meshRow(id: string, name: string, app: string): RowSpec<MeshHarness> {
     async start(h) {
       const cp = await controlPlane(h);
       const tls = await baselineTls(h);
-      const nodeArgs = [
+      const nodeArgs = (role: 'A' | 'B') => [
         ...SIDECAR_NODE_OPTIONS,
         ...(CPU_PROFILE_DIR
           ? [
@@ -252,7 +252,7 @@ function meshRow(id: string, name: string, app: string): RowSpec<MeshHarness> {
               '--cpu-prof-dir',
               CPU_PROFILE_DIR,
               '--cpu-prof-name',
-              `row${id}-%p.cpuprofile`,
+              `row${id}-sidecar-${role}.cpuprofile`,
             ]
           : []),
       ];
@@ -271,7 +271,7 @@ function meshRow(id: string, name: string, app: string): RowSpec<MeshHarness> {
             join(h.tmp, `token-${id}-${role}`),
           ),
           rootFile: tls.rootFile,
-          nodeArgs,
+          nodeArgs: nodeArgs(role),
         });
       };
       const b = await start('B', app);

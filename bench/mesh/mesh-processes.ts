@@ -127,6 +127,8 @@ export interface SidecarSpec {
   rootFile: string;
   /** Node options before the CLI (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /** The core to pin it to (default: the proxy core). */
+  cpu?: number;
 }
 
 /**
@@ -172,7 +174,7 @@ export async function startSidecar(
     '--drain-seconds',
     '0',
   ];
-  const [cmd, cmdArgs] = pinned(h, process.execPath, args, PROXY_CPU);
+  const [cmd, cmdArgs] = pinned(h, process.execPath, args, spec.cpu ?? PROXY_CPU);
   const proc = startProcess(spec.name, cmd, cmdArgs);
   const listening = await logLine(proc, 'sidecar listening');
   const ports = {

@@ -1,7 +1,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
-import { durationToMs, gatewayDuration } from '../../shared/config/schemas/common.ts';
+import { gatewayDuration } from '../../shared/config/schemas/common.ts';
+import { durationToMs } from '../../shared/config/duration.ts';
 import { ConfigFolderError } from '../../shared/config/load.ts';
 import {
   DEFAULT_CONTROL_PLANE_ADMIN_PORT,
@@ -9,9 +10,7 @@ import {
 } from '../../shared/discovery/protocol.ts';
 import { namespaceProblem, trustDomainProblem } from '../../shared/identity/spiffe.ts';
 import { UsageError } from './usage-error.ts';
-
-export const CONTROL_PLANE_USAGE =
-  'meshgate control-plane --config DIR --data DIR [--listen-host 127.0.0.1] [--discovery-port 15010] [--admin-port 15014] [--root-namespace meshgate-system] [--trust-domain cluster.local] [--ca-cert FILE --ca-key FILE] [--workload-cert-ttl 24h]';
+import { CONTROL_PLANE_USAGE } from './usage.ts';
 
 /**
  * `meshgate control-plane …`: watches and compiles the config folder, runs the mesh CA (root in

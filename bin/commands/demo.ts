@@ -38,8 +38,7 @@ import { formatConfigError } from '../../shared/config/errors.ts';
 import { loadConfig, ConfigFolderError } from '../../shared/config/load.ts';
 import type { Resource } from '../../shared/config/resource.ts';
 import { UsageError } from './usage-error.ts';
-
-export const DEMO_USAGE = 'meshgate demo [--dir examples/bookinfo] [--base-port N] [--data DIR]';
+import { DEMO_USAGE } from './usage.ts';
 
 /** The package root: the nearest folder up with a package.json (this file may run from dist/). */
 function packageRoot(from: string): string {

@@ -3,12 +3,10 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigFolderError } from '../../shared/config/load.ts';
 import { UsageError } from './usage-error.ts';
+import { GATEWAY_USAGE } from './usage.ts';
 
 /** Istio's proxy admin port. */
 const DEFAULT_ADMIN_PORT = 15000;
-
-export const GATEWAY_USAGE =
-  'meshgate gateway (--config DIR | --control-plane URL --token FILE --control-plane-ca FILE) [--listen-host 127.0.0.1] [--port-offset N] [--admin-port P] [--gateway NS/NAME]... [--workers N] [--drain-seconds S] [--access-log stdout|off|FILE] [--rate-limit-redis URL] [--rate-limit-failure-mode open|closed]';
 
 /**
  * `meshgate gateway --config DIR …`: the edge gateway, standalone, from a watched folder; or,

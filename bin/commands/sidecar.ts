@@ -3,9 +3,7 @@ import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { namespaceProblem, serviceAccountProblem } from '../../shared/identity/spiffe.ts';
 import { UsageError } from './usage-error.ts';
-
-export const SIDECAR_USAGE =
-  'meshgate sidecar --service NAME --namespace NS --service-account SA --app-port P --token FILE --control-plane URL --control-plane-ca FILE [--labels k=v,...] [--address 127.0.0.1] [--inbound-port 15006] [--outbound-port 15001] [--admin-port 15000] [--metrics-port 15090] [--drain-seconds 5] [--access-log stdout|off|FILE]';
+import { SIDECAR_USAGE } from './usage.ts';
 
 /** Kubernetes label values: at most 63 characters, alphanumerics and `-_.` inside. */
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;

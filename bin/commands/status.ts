@@ -3,8 +3,7 @@ import type { ProxyStatus } from '../../shared/discovery/protocol.ts';
 import { DEFAULT_ADMIN_URL } from '../../shared/identity/join-token-client.ts';
 import type { ControlPlaneStatus } from '../../mesh/control-plane/admin-server.ts';
 import { UsageError } from './usage-error.ts';
-
-export const STATUS_USAGE = 'meshgate status [--control-plane http://127.0.0.1:15014] [--json]';
+import { STATUS_USAGE } from './usage.ts';
 
 /**
  * `meshgate status`: GET /status on the control plane's admin API; every connected proxy with

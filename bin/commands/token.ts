@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { durationToMs, gatewayDuration } from '../../shared/config/schemas/common.ts';
+import { gatewayDuration } from '../../shared/config/schemas/common.ts';
+import { durationToMs } from '../../shared/config/duration.ts';
 import { IdentityError } from '../../shared/identity/errors.ts';
 import {
   DEFAULT_ADMIN_URL,
@@ -9,9 +10,7 @@ import {
 import { JoinTokenStore } from '../../shared/identity/join-tokens.ts';
 import { namespaceProblem, serviceAccountProblem } from '../../shared/identity/spiffe.ts';
 import { UsageError } from './usage-error.ts';
-
-export const TOKEN_USAGE =
-  'meshgate token create --namespace NS --service-account SA [--ttl 24h] [--data DIR | --control-plane URL]';
+import { TOKEN_USAGE } from './usage.ts';
 
 /**
  * `meshgate token create …`: a join token for one identity, printed alone on stdout so that

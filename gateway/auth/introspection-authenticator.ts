@@ -3,7 +3,7 @@
 // expires (never longer than cacheMaxTTL), and concurrent requests with one token share one call.
 
 import type { JWTPayload } from 'jose';
-import { durationToMs } from '../../shared/config/schemas/common.ts';
+import { durationToMs } from '../../shared/config/duration.ts';
 import type { TokenIntrospectionPolicySpec } from '../../shared/config/schemas/meshgate.ts';
 import type { EdgeRequest } from '../request-context.ts';
 import { findCredential, type CredentialSource } from './credentials.ts';

@@ -14,7 +14,7 @@ import {
   JWT_ALGORITHMS,
   JWT_CLOCK_SKEW_SECONDS,
 } from '../../shared/auth/jwt-verification.ts';
-import { durationToMs } from '../../shared/config/schemas/common.ts';
+import { durationToMs } from '../../shared/config/duration.ts';
 import type { JWTSpec } from '../../shared/config/schemas/envoy-gateway.ts';
 import type { EdgeRequest } from '../request-context.ts';
 import { findCredential, type CredentialSource } from './credentials.ts';

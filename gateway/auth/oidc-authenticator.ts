@@ -15,7 +15,7 @@ import {
   JWT_CLOCK_SKEW_SECONDS,
   REMOTE_JWKS_MAX_AGE_MS,
 } from '../../shared/auth/jwt-verification.ts';
-import { durationToMs } from '../../shared/config/schemas/common.ts';
+import { durationToMs } from '../../shared/config/duration.ts';
 import type { OIDCSpec } from '../../shared/config/schemas/envoy-gateway.ts';
 import { ProxyError } from '../../shared/proxy/errors.ts';
 import type { EdgeRequest } from '../request-context.ts';

@@ -1,7 +1,7 @@
 // An effective SecurityPolicy (and TokenIntrospectionPolicy), compiled once per view into what
 // the authn and authz layers run.
 
-import { durationToMs } from '../../shared/config/schemas/common.ts';
+import { durationToMs } from '../../shared/config/duration.ts';
 import type { SecurityPolicySpec } from '../../shared/config/schemas/envoy-gateway.ts';
 import type { TokenIntrospectionPolicySpec } from '../../shared/config/schemas/meshgate.ts';
 import type { CorsConfig } from '../../shared/proxy/cors.ts';

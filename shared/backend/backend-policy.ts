@@ -32,7 +32,7 @@
 
 import { Pool, type Dispatcher } from 'undici';
 import type { BackendTrafficPolicySpec } from '../config/schemas/envoy-gateway.ts';
-import { durationToMs } from '../config/schemas/common.ts';
+import { durationToMs } from '../config/duration.ts';
 import { DEFAULT_UPSTREAM_POOL_OPTIONS } from '../proxy/upstream-pools.ts';
 import {
   ActiveHealthChecker,

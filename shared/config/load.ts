@@ -3,6 +3,9 @@ import { resolve, sep } from 'node:path';
 import { compile, type CompileResult } from './compile/compile.ts';
 import type { CompileOptions } from './compile/context.ts';
 import { parseFolder, type ParseResult } from './parse.ts';
+import { ConfigFolderError } from './config-folder-error.ts';
+
+export { ConfigFolderError };
 
 export interface LoadedConfig extends CompileResult {
   parse: ParseResult;
@@ -15,8 +18,6 @@ export async function loadConfig(dir: string, options: CompileOptions = {}): Pro
   const parse = await parseFolder(dir);
   return { ...compile(parse.resources, { readFile: folderReader(dir), ...options }), parse };
 }
-
-export class ConfigFolderError extends Error {}
 
 /** Reads files that config refers to (an ApiDefinition's OpenAPI document), never outside the folder. */
 function folderReader(dir: string): (relativePath: string) => string | undefined {

@@ -1,6 +1,6 @@
 import { intersectHostnames } from '../../routing/hostname.ts';
 import type { Resource } from '../resource.ts';
-import { durationToMs } from '../schemas/common.ts';
+import { durationToMs } from '../duration.ts';
 import {
   GATEWAY_GROUP,
   type HTTPRouteFilter,

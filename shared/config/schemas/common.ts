@@ -51,16 +51,6 @@ export const gatewayDuration = z
     'must be a Gateway API duration such as 10s, 1m30s or 500ms',
   );
 
-const DURATION_UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
-
-/** Milliseconds of a GEP-2257 duration (already validated by `gatewayDuration`). */
-export function durationToMs(d: string): number {
-  let total = 0;
-  for (const m of d.matchAll(/([0-9]+)(ms|h|m|s)/g))
-    total += Number(m[1]) * (DURATION_UNIT_MS[m[2] as string] ?? 0);
-  return total;
-}
-
 export const portNumber = z.number().int().min(1).max(65535);
 
 /** Hostname as Gateway API defines it: RFC 1123, optionally prefixed by one `*.` label, no IPs. */

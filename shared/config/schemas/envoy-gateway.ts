@@ -3,7 +3,6 @@ import type { KindDefinition } from '../kinds.ts';
 import type { UnsupportedFieldRule } from '../resource.ts';
 import {
   apiGroup,
-  durationToMs,
   gatewayDuration,
   ifValid,
   isIpOrCidr,
@@ -17,6 +16,7 @@ import {
   objectName,
   portNumber,
 } from './common.ts';
+import { durationToMs } from '../duration.ts';
 import { GATEWAY_GROUP, httpMethod, secretObjectReference } from './gateway-api.ts';
 
 // gateway.envoyproxy.io/v1alpha1 SecurityPolicy, BackendTrafficPolicy and ClientTrafficPolicy as

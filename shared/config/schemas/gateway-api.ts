@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import {
   apiGroup,
-  durationToMs,
   kindName,
   sectionName,
   gatewayDuration,
@@ -13,6 +12,7 @@ import {
   portNumber,
   preciseHostname,
 } from './common.ts';
+import { durationToMs } from '../duration.ts';
 
 // gateway.networking.k8s.io/v1 as the upstream Go types define it (apis/v1/*_types.go):
 // field names, defaults and enums are upstream's; CEL rules that matter to us are refinements.
