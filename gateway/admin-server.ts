@@ -1,6 +1,6 @@
 // The admin API of `meshgate gateway` (openapi/admin.yaml), served by the supervisor on
 // 127.0.0.1: readiness, what is served (config_dump, routes), the statuses a controller would
-// write, and the workers. It reads the supervisor's state through AdminSource, so it is tested
+// write, the workers, and Prometheus metrics summed over the workers. It reads the supervisor's state through AdminSource, so it is tested
 // in-process with inject().
 
 import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
@@ -16,6 +16,7 @@ import type {
   Snapshot,
 } from '../shared/config/snapshot.ts';
 import type { RouteCandidate } from '../shared/routing/route-candidate.ts';
+import { METRICS_CONTENT_TYPE } from '../shared/telemetry/metrics.ts';
 import {
   gatewayRouteTables,
   type ListenerAttachment,
@@ -63,6 +64,8 @@ export interface AdminSource {
   workers(): { desired: number; workers: WorkerInfo[] };
   /** GatewayServer.addresses() as reported by a worker serving the latest version. */
   addresses(): GatewayAddresses;
+  /** Prometheus text of the supervisor and all its workers. */
+  metrics(): Promise<string>;
 }
 
 export interface AdminServerOptions {
@@ -104,6 +107,9 @@ export function buildAdminApp(
     const config = source.config();
     return { version: config?.snapshot.version ?? null, ...source.workers() };
   });
+  app.get('/metrics', async (_req, reply) =>
+    reply.type(METRICS_CONTENT_TYPE).send(await source.metrics()),
+  );
   return app;
 }
 

@@ -2,6 +2,7 @@
 // reads the EdgeRequest, may answer (setting `done`) or throw a ProxyError; one rescue at the end
 // turns errors into problem+json responses.
 
+import { applyUnderscoresAction } from './layers/apply-underscores-action.ts';
 import { enforceRequestLimits, type RequestLimits } from './layers/enforce-request-limits.ts';
 import { normalizeRequestPath } from './layers/normalize-request-path.ts';
 import { matchRoute } from './layers/match-route.ts';
@@ -25,6 +26,7 @@ export interface EdgeStackDeps extends ForwardDeps {
 export function edgeStack(deps: EdgeStackDeps): Layer[] {
   return [
     enforceRequestLimits(deps.limits),
+    applyUnderscoresAction,
     normalizeRequestPath,
     rejectMisdirected,
     serveApiPortal,

@@ -37,6 +37,12 @@ import {
   type CompiledSecurityPolicy,
 } from './auth/security-policy.ts';
 import { clientIPResolver, type ClientIPDetection, type ClientIPResolver } from './client-ip.ts';
+import {
+  compileClientTraffic,
+  type ClientTrafficSettings,
+  type ClientTrafficSpec,
+} from './client-traffic.ts';
+import { metricsFor, NO_ROUTE, type RouteMetrics } from './gateway-metrics.ts';
 import type { PathNormalization } from '../shared/routing/normalize-path.ts';
 import {
   compileRouteTable,
@@ -58,6 +64,8 @@ export interface CompiledRule {
   /** "httproute/NS/NAME/rule/I", as logs and metrics name it. */
   id: string;
   listener: ListenerIR;
+  /** Where the requests this rule answers are counted. */
+  metrics: RouteMetrics;
   /** Answer without forwarding: an invalid policy or unresolvable filter (fail closed). */
   failure?: { code: 'MG_ERR_INVALID_CONFIG'; detail: string };
   redirect?: Extract<FilterIR, { type: 'RequestRedirect' }>;
@@ -135,6 +143,10 @@ export interface EdgePort {
   apis?: ApiPortal;
   pathSettings: PathNormalization;
   clientIP: ClientIPResolver;
+  /** The rest of the port's ClientTrafficPolicy: header names, rate-limit headers, connections. */
+  clientTraffic: ClientTrafficSettings;
+  /** Where requests that match no rule are counted. */
+  unrouted: RouteMetrics;
   tls?: EdgeTLS;
 }
 
@@ -247,7 +259,7 @@ export class EdgeView {
         return false;
       });
       const listeners = usable.map((u) => u.listener);
-      const entries = usable.flatMap(({ listener }) =>
+      const entries = usable.flatMap(({ gateway, listener }) =>
         listenerRouteEntries(listener, routes).map((e) => ({
           route: e.route,
           hostnames: e.hostnames,
@@ -266,6 +278,8 @@ export class EdgeView {
                 securityPolicy,
                 introspectionPolicy,
                 { policies: backendPolicies, host: e.hostnames.find((h) => !h.startsWith('*')) },
+                (ruleId) =>
+                  metricsFor(port, `${gateway.namespace}/${gateway.name}/${listener.name}`, ruleId),
               ),
             ),
           } satisfies RouteHit,
@@ -276,7 +290,11 @@ export class EdgeView {
         usable[0]?.gateway.clientTrafficPolicy;
       const ctp = ctpId
         ? (snapshot.effectivePolicies[ctpId]?.spec as
-            { path?: PathNormalization; clientIPDetection?: ClientIPDetection } | undefined)
+            | (ClientTrafficSpec & {
+                path?: PathNormalization;
+                clientIPDetection?: ClientIPDetection;
+              })
+            | undefined)
         : undefined;
       const edgePort: EdgePort = {
         port,
@@ -287,6 +305,8 @@ export class EdgeView {
         routes: entries.map((e) => e.attachment),
         pathSettings: ctp?.path ?? {},
         clientIP: clientIPResolver(ctp?.clientIPDetection),
+        clientTraffic: compileClientTraffic(ctp),
+        unrouted: metricsFor(port, NO_ROUTE, NO_ROUTE),
       };
       if (protocol === 'HTTPS') {
         const tls = this.buildTLS(listeners);
@@ -497,11 +517,14 @@ function compileRule(
   securityPolicy: (id: string | undefined) => CompiledSecurityPolicy | undefined,
   introspectionPolicy: (id: string | undefined) => IntrospectionAuthenticator | undefined,
   backendPolicies: { policies: BackendPolicies; host: string | undefined },
+  metrics: (ruleId: string) => RouteMetrics,
 ): CompiledRule {
   const backends = rule.backends.map((b) => ({ item: compileBackend(b, sets), weight: b.weight }));
+  const id = `httproute/${namespace}/${name}/rule/${rule.index}`;
   const compiled: CompiledRule = {
-    id: `httproute/${namespace}/${name}/rule/${rule.index}`,
+    id,
     listener,
+    metrics: metrics(id),
     mirrors: [],
     backends: weightedPicker(backends),
     hasBackends: rule.backends.length > 0,

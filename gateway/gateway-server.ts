@@ -4,6 +4,7 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import {
+  constants as http2Constants,
   createSecureServer,
   type Http2SecureServer,
   type Http2ServerRequest,
@@ -11,10 +12,11 @@ import {
   type Http2Session,
 } from 'node:http2';
 import { performance } from 'node:perf_hooks';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Snapshot } from '../shared/config/snapshot.ts';
-import { ProxyError } from '../shared/proxy/errors.ts';
+import { PROXY_ERRORS, ProxyError } from '../shared/proxy/errors.ts';
 import type { ClientResponse } from '../shared/proxy/forward.ts';
 import { readClientHeaders, requestIdFor } from '../shared/proxy/headers.ts';
 import { sendProblem, toProxyError } from '../shared/proxy/problem.ts';
@@ -25,6 +27,8 @@ import {
   type UpstreamPoolOptions,
 } from '../shared/proxy/upstream-pools.ts';
 import { logRequest } from './access-log.ts';
+import { connectionLimitPerWorker, type ClientTrafficSettings } from './client-traffic.ts';
+import { connectionsOf, type PortConnections } from './gateway-metrics.ts';
 import { JwksCache } from './auth/jwks-cache.ts';
 import type { JwtPrincipal } from './auth/jwt-authenticator.ts';
 import type { AuthRuntime } from './auth/security-policy.ts';
@@ -52,6 +56,12 @@ export const DEFAULT_CLIENT_TIMEOUTS: ClientTimeouts = {
   keepAliveMs: 60_000,
 };
 
+/**
+ * How often Node checks the header and request timeouts of HTTP/1 connections (its default is
+ * 30 s): a timeout fires up to this much late.
+ */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
+
 export interface GatewayServerOptions {
   listenHost: string;
   portOffset: number;
@@ -70,6 +80,11 @@ export interface GatewayServerOptions {
   wallClock?: () => number;
   /** Rate-limit holders (a worker's IPC channel) or in-process settings (Redis URL, failure mode). */
   rateLimit?: RateLimitSettings;
+  /**
+   * Processes serving the same listener ports (the supervisor's workers): a ClientTrafficPolicy
+   * connection limit is split among them (client-traffic.ts). Default 1.
+   */
+  workers?: number;
 }
 
 export interface BoundPort {
@@ -92,6 +107,26 @@ interface PortServer {
   server: AnyServer;
   bound: BoundPort;
   sessions: Set<Http2Session>;
+  /** The port's ClientTrafficPolicy settings, replaced on every snapshot (configure()). */
+  settings: ClientTrafficSettings;
+  /** Connections this server admits at once (its share of the policy's limit); 0: any number. */
+  limit: number;
+  /** Connections open on this server. */
+  active: number;
+  /** Refused connections held for the policy's closeDelay before they are closed. */
+  held: Set<Socket>;
+  /** The server's header timeout without a policy (Node's own for HTTPS, which had it so far). */
+  headersMs: number;
+  connections: PortConnections;
+}
+
+/** The timeout fields Node reads from an HTTP/1 server (also on an HTTP/2 server that allows HTTP/1). */
+interface Http1Timeouts {
+  requestTimeout: number;
+  headersTimeout: number;
+  keepAliveTimeout: number;
+  maxRequestsPerSocket: number | null;
+  connectionsCheckingInterval: number;
 }
 
 export class GatewayServer {
@@ -172,12 +207,18 @@ export class GatewayServer {
       if (existing) {
         if (edgePort.tls)
           (existing.server as Http2SecureServer).setSecureContext(edgePort.tls.fallbackOptions);
+        this.configure(existing, edgePort.clientTraffic);
         continue;
       }
       try {
         this.servers.set(
           port,
-          await this.listen(port, edgePort.protocol, edgePort.tls?.fallbackOptions),
+          await this.listen(
+            port,
+            edgePort.protocol,
+            edgePort.tls?.fallbackOptions,
+            edgePort.clientTraffic,
+          ),
         );
       } catch (err) {
         problems.push(
@@ -206,17 +247,20 @@ export class GatewayServer {
     port: number,
     protocol: 'HTTP' | 'HTTPS',
     tlsOptions: { cert: string; key: string } | undefined,
+    settings: ClientTrafficSettings,
   ): Promise<PortServer> {
     const t = this.options.timeouts ?? DEFAULT_CLIENT_TIMEOUTS;
     const limits = this.options.limits ?? DEFAULT_REQUEST_LIMITS;
     const sessions = new Set<Http2Session>();
     let server: AnyServer;
+    let headersMs = t.headersMs;
     if (protocol === 'HTTP') {
       const s = createServer({
         maxHeaderSize: this.options.maxHeaderBytes ?? 65_536,
         headersTimeout: t.headersMs,
         requestTimeout: t.requestMs,
         keepAliveTimeout: t.keepAliveMs,
+        connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
         requireHostHeader: true,
         joinDuplicateHeaders: false,
       });
@@ -247,27 +291,115 @@ export class GatewayServer {
         sessions.add(session);
         session.once('close', () => sessions.delete(session));
         if (this.draining) session.close();
+        // connectionLimit.maxRequestsPerConnection: after the last stream allowed, GOAWAY; the
+        // streams already open finish. (HTTP/1 connections: the server's maxRequestsPerSocket.)
+        let streams = 0;
+        session.on('stream', () => {
+          const max = ps.settings.maxRequestsPerConnection;
+          if (max > 0 && ++streams >= max) session.close();
+        });
       });
-      s.setTimeout(t.keepAliveMs);
+      const http1 = s as unknown as Http1Timeouts;
+      http1.connectionsCheckingInterval = TIMEOUT_CHECK_INTERVAL_MS;
+      headersMs = http1.headersTimeout;
       server = s;
     }
     server.on('clientError', (err: Error & { code?: string }, socket: Duplex) =>
       rejectMalformed(err, socket),
     );
+    const ps: PortServer = {
+      protocol,
+      server,
+      sessions,
+      bound: {
+        port,
+        boundPort: port + this.options.portOffset,
+        address: this.options.listenHost,
+        protocol,
+      },
+      settings,
+      limit: 0,
+      active: 0,
+      held: new Set(),
+      headersMs,
+      connections: connectionsOf(port),
+    };
+    this.configure(ps, settings);
+    this.gateConnections(ps);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(port + this.options.portOffset, this.options.listenHost, () => {
         server.removeListener('error', reject);
         const addr = server.address();
-        const boundPort =
-          typeof addr === 'object' && addr ? addr.port : port + this.options.portOffset;
-        resolve({
-          protocol,
-          server,
-          sessions,
-          bound: { port, boundPort, address: this.options.listenHost, protocol },
-        });
+        if (typeof addr === 'object' && addr) ps.bound.boundPort = addr.port;
+        resolve(ps);
       });
+    });
+  }
+
+  /**
+   * Applies the port's ClientTrafficPolicy to its server: timeouts and requests per connection
+   * for every request from now on (HTTP/2 sessions and TLS sockets take the idle timeout when
+   * they open), and the connection limit for the next connection.
+   */
+  private configure(ps: PortServer, settings: ClientTrafficSettings): void {
+    const t = this.options.timeouts ?? DEFAULT_CLIENT_TIMEOUTS;
+    ps.settings = settings;
+    ps.limit = connectionLimitPerWorker(settings.connectionLimit, this.options.workers ?? 1);
+    const requestMs = settings.requestReceivedMs ?? t.requestMs;
+    const idleMs = settings.idleMs ?? t.keepAliveMs;
+    const http1 = ps.server as unknown as Http1Timeouts;
+    http1.requestTimeout = requestMs;
+    // The header timeout is part of the request timeout (Node refuses one longer than the other).
+    http1.headersTimeout = requestMs > 0 ? Math.min(ps.headersMs, requestMs) : ps.headersMs;
+    http1.keepAliveTimeout = idleMs;
+    http1.maxRequestsPerSocket = settings.maxRequestsPerConnection;
+    // HTTP/2 sessions and HTTP/1 sockets over TLS close after this long without traffic.
+    if (ps.protocol === 'HTTPS') (ps.server as Http2SecureServer).setTimeout(idleMs);
+  }
+
+  /**
+   * Counts the connections of a port and refuses those over its connection limit before the
+   * HTTP (or TLS) server sees them: the server's own 'connection' listeners run only for the
+   * admitted ones. (Node's server.maxConnections cannot be used: in a cluster worker, a
+   * connection it refuses goes back to the primary, which hands it to the next worker, and
+   * round and round while every worker is full.)
+   */
+  private gateConnections(ps: PortServer): void {
+    const server = ps.server;
+    const serve = server.listeners('connection') as ((socket: Socket) => void)[];
+    server.removeAllListeners('connection');
+    server.on('connection', (socket: Socket) => {
+      if (ps.limit > 0 && ps.active >= ps.limit) {
+        this.refuse(ps, socket);
+        return;
+      }
+      ps.active++;
+      ps.connections.active++;
+      ps.connections.accepted++;
+      socket.once('close', () => {
+        ps.active--;
+        ps.connections.active--;
+      });
+      for (const listener of serve) listener.call(server, socket);
+    });
+  }
+
+  /** A connection over the limit: closed, after the policy's closeDelay (unread meanwhile). */
+  private refuse(ps: PortServer, socket: Socket): void {
+    ps.connections.refused++;
+    const delayMs = ps.settings.closeDelayMs;
+    if (delayMs <= 0 || this.draining) {
+      socket.destroy();
+      return;
+    }
+    socket.pause();
+    socket.on('error', () => {});
+    ps.held.add(socket);
+    const timer = setTimeout(() => socket.destroy(), delayMs);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      ps.held.delete(socket);
     });
   }
 
@@ -289,9 +421,15 @@ export class GatewayServer {
       );
       return;
     }
-    if (this.draining && 'shouldKeepAlive' in res) res.setHeader('connection', 'close');
+    const c = edgePort.clientTraffic;
+    if (
+      'shouldKeepAlive' in res &&
+      (this.draining || lastOnConnection(req.socket, c.maxRequestsPerConnection))
+    )
+      res.setHeader('connection', 'close');
     const r = new EdgeRequest(req, res, view, edgePort, scheme, client, requestId, this.now());
     this.track(r);
+    if (c.streamIdleMs > 0 || (c.requestReceivedMs ?? 0) > 0) this.armRequestTimers(r, c);
     try {
       const pending = runStack(this.layers, r);
       if (pending) pending.catch((err: unknown) => this.rescue(r, err));
@@ -331,6 +469,65 @@ export class GatewayServer {
     run().catch((err: unknown) => this.rescue(r, err));
   }
 
+  /**
+   * The per-request timeouts of the port's ClientTrafficPolicy, armed only when it sets them:
+   * streamIdleTimeout on the response (the socket of an HTTP/1 request, the stream of an
+   * HTTP/2 one: any traffic either way restarts it), and requestReceivedTimeout for an HTTP/2
+   * stream with a body (HTTP/1 requests are timed by the server, configure()).
+   */
+  private armRequestTimers(r: EdgeRequest, c: ClientTrafficSettings): void {
+    // A request's response is a ServerResponse or an Http2ServerResponse (ClientResponse is
+    // the narrower view the forwarding code takes).
+    if (c.streamIdleMs > 0)
+      (r.res as ServerResponse | Http2ServerResponse).setTimeout(c.streamIdleMs, () =>
+        this.streamIdle(r, c.streamIdleMs),
+      );
+    const receiveMs = c.requestReceivedMs ?? 0;
+    if (receiveMs <= 0 || 'shouldKeepAlive' in r.res) return;
+    const stream = (r.req as Http2ServerRequest).stream;
+    if (stream.endAfterHeaders) return;
+    const timer = setTimeout(() => this.requestNotReceived(r, receiveMs), receiveMs);
+    const clear = () => clearTimeout(timer);
+    // 'end' once the body is read to its end: sent upstream, or read by a layer that needed it.
+    r.req.once('end', clear);
+    r.res.once('close', clear);
+  }
+
+  /** requestReceivedTimeout of an HTTP/2 stream: 408 unless the response has begun, then reset. */
+  private requestNotReceived(r: EdgeRequest, ms: number): void {
+    if (r.res.headersSent) return;
+    this.endEarly(
+      r,
+      new ProxyError('MG_ERR_REQUEST_TIMEOUT', `the request was not received within ${ms} ms`),
+    );
+  }
+
+  /** streamIdleTimeout: 408 if the response has not begun, else the stream (or HTTP/1 socket) is reset. */
+  private streamIdle(r: EdgeRequest, ms: number): void {
+    if (r.res.headersSent) {
+      r.flags = 'SI';
+      r.res.destroy();
+      return;
+    }
+    this.endEarly(
+      r,
+      new ProxyError('MG_ERR_STREAM_IDLE_TIMEOUT', `no traffic on the request for ${ms} ms`),
+    );
+  }
+
+  /**
+   * Answers a request the stack is still working on, and closes what carries it: the HTTP/1
+   * connection after the answer, or the HTTP/2 stream (RST_STREAM once the answer is out), so a
+   * client still sending stops. The stack's own answer, if it comes, finds the response ended.
+   */
+  private endEarly(r: EdgeRequest, err: ProxyError): void {
+    r.flags = err.definition.flag;
+    r.done = true;
+    const http1 = 'shouldKeepAlive' in r.res;
+    sendProblem(r.res, err, r.requestId, http1 ? { headers: { connection: 'close' } } : {});
+    if (!http1) (r.req as Http2ServerRequest).stream.close(http2Constants.NGHTTP2_NO_ERROR);
+  }
+
   /** Counts the request in flight until it ends; returns the function that ends it (logged once). */
   private track(r: EdgeRequest): () => void {
     this.inflight++;
@@ -341,7 +538,9 @@ export class GatewayServer {
       this.inflight--;
       const status = r.res.statusCode === 101 ? 101 : r.res.headersSent ? r.res.statusCode : 0;
       if (status !== 101 && !r.res.writableFinished && r.flags === '-') r.flags = 'DC';
-      logRequest(this.options.logger, r, status, this.now() - r.startedAt);
+      const ms = this.now() - r.startedAt;
+      (r.rule?.metrics ?? r.port.unrouted).record(status, r.flags, ms / 1000);
+      logRequest(this.options.logger, r, status, ms);
       if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
     };
     // 'close' follows 'finish' on a completed response and also comes alone on a broken one.
@@ -391,32 +590,53 @@ export class GatewayServer {
       s.server.close(() => resolve());
       if ('closeIdleConnections' in s.server) s.server.closeIdleConnections();
       for (const session of s.sessions) session.close();
+      for (const socket of s.held) socket.destroy();
     });
   }
+}
+
+const REQUESTS_ON_CONNECTION = Symbol('requestsOnConnection');
+
+/**
+ * connectionLimit.maxRequestsPerConnection on HTTP/1: counts the connection's requests and says
+ * whether this one is the last. Node's maxRequestsPerSocket (also set, for pipelined requests
+ * beyond it: 503) only marks the last answer `Connection: close`; this one also closes the
+ * connection after it, as Envoy does.
+ */
+function lastOnConnection(socket: Socket | null, max: number): boolean {
+  if (max <= 0 || !socket) return false;
+  const counted = socket as Socket & { [REQUESTS_ON_CONNECTION]?: number };
+  const n = (counted[REQUESTS_ON_CONNECTION] ?? 0) + 1;
+  counted[REQUESTS_ON_CONNECTION] = n;
+  return n >= max;
 }
 
 function forceClose(s: PortServer): void {
   if ('closeAllConnections' in s.server) s.server.closeAllConnections();
   for (const session of s.sessions) session.destroy();
+  for (const socket of s.held) socket.destroy();
 }
 
 /** Malformed HTTP (smuggling attempts, oversized headers): a short answer, then the connection is closed. */
 function rejectMalformed(err: Error & { code?: string }, socket: Duplex): void {
-  if (!socket.writable) {
+  // Node's own handler checks the same: a response already under way cannot take another one.
+  const current = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (!socket.writable || current?.headersSent) {
     socket.destroy();
     return;
   }
-  const status =
-    err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : timeout ? 408 : 400;
   const reason =
     status === 431
       ? 'Request Header Fields Too Large'
       : status === 408
         ? 'Request Timeout'
         : 'Bad Request';
+  // Header or request timeout (requestReceivedTimeout of the port's ClientTrafficPolicy).
   const body = JSON.stringify({
-    type: 'https://meshgate.io/errors/MG_ERR_BAD_REQUEST',
-    title: 'Malformed HTTP request',
+    type: `https://meshgate.io/errors/${timeout ? 'MG_ERR_REQUEST_TIMEOUT' : 'MG_ERR_BAD_REQUEST'}`,
+    title: timeout ? PROXY_ERRORS.MG_ERR_REQUEST_TIMEOUT.title : 'Malformed HTTP request',
     status,
     detail: err.code ?? err.message,
     response_flags: 'DPE',

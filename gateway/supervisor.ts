@@ -13,6 +13,7 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { AggregatorRegistry } from 'prom-client';
 import { allConditions, isProblem } from '../shared/config/compile/conditions.ts';
 import type { ConfigError } from '../shared/config/errors.ts';
 import { formatLocation } from '../shared/config/resource.ts';
@@ -22,6 +23,7 @@ import type { ProxyView } from '../shared/discovery/protocol.ts';
 import type { WorkloadCredentials } from '../shared/identity/workload-identity.ts';
 import { joinTokenIdentity } from '../shared/proxy/join-identity.ts';
 import { snapshotOfView } from '../shared/proxy/view-snapshot.ts';
+import { metricsRegistry, type MetricsJson } from '../shared/telemetry/metrics.ts';
 import type { MeshSnapshot } from './edge-view.ts';
 import type { AccessLogTarget } from './access-log.ts';
 import {
@@ -80,6 +82,17 @@ const FORCE_KILL_GRACE_MS = 2_000;
 /** A worker that dies sooner than this after its start counts towards the restart backoff. */
 const EARLY_DEATH_MS = 5_000;
 const MAX_RESTART_DELAY_MS = 5_000;
+/** How long GET /metrics waits for the workers; one that has not answered by then is left out. */
+const METRICS_WAIT_MS = 2_000;
+
+/** One GET /metrics waiting for the workers' registries. */
+interface MetricsRequest {
+  /** Worker ids that have not answered yet. */
+  pending: Set<number>;
+  /** By worker id. */
+  results: Map<number, MetricsJson>;
+  done: () => void;
+}
 
 interface WorkerState {
   worker: Worker;
@@ -92,6 +105,8 @@ interface WorkerState {
   sentVersion?: string;
   applied?: Extract<WorkerMessage, { type: 'applied' }>;
   failed?: { version: string; error: string };
+  /** What the worker last gave for GET /metrics: its counters outlive it (retireMetrics). */
+  metrics?: MetricsJson;
 }
 
 export class GatewaySupervisor implements AdminSource {
@@ -114,6 +129,15 @@ export class GatewaySupervisor implements AdminSource {
   private loggedPorts = '';
   private problemsVersion = '';
   private readonly loggedProblems = new Set<string>();
+  private readonly metricsRequests = new Map<number, MetricsRequest>();
+  private nextMetricsRequest = 0;
+  /**
+   * The counters and histograms of workers that exited, as last scraped: still summed in, so a
+   * replaced worker does not make the gateway's counters go back (what it counted after its last
+   * scrape is lost). By worker id until a scrape folds them into `retired`.
+   */
+  private readonly exited = new Map<number, MetricsJson>();
+  private retired: MetricsJson | undefined;
   private finish: (code: number) => void = () => {};
   private readonly onSignal = (signal: NodeJS.Signals) => void this.shutdown(signal);
   private readonly onMessage = (worker: Worker, msg: unknown) => this.handleMessage(worker, msg);
@@ -230,6 +254,79 @@ export class GatewaySupervisor implements AdminSource {
         ...(s.failed ? { error: `${s.failed.version}: ${s.failed.error}` } : {}),
       })),
     };
+  }
+
+  /**
+   * Prometheus text: this process's registry (the global rate-limit backend's metrics live here)
+   * plus every worker's, summed series by series (prom-client's AggregatorRegistry), plus the
+   * counters of workers that exited.
+   */
+  async metrics(): Promise<string> {
+    const [own, workers] = await Promise.all([
+      metricsRegistry.getMetricsAsJSON(),
+      this.collectWorkerMetrics(),
+    ]);
+    // A worker that answered and then exited is in `workers` already.
+    const exited = [...this.exited].filter(([id]) => !workers.has(id)).map(([, m]) => m);
+    const all = [own, ...workers.values(), ...exited, ...(this.retired ? [this.retired] : [])];
+    const text = await AggregatorRegistry.aggregate(all).metrics();
+    if (this.exited.size > 0) {
+      // Folded into one set, so a gateway whose workers keep dying does not hold one per worker.
+      const folded = [...this.exited.values(), ...(this.retired ? [this.retired] : [])];
+      this.exited.clear();
+      this.retired = await AggregatorRegistry.aggregate(folded).getMetricsAsJSON();
+    }
+    return text;
+  }
+
+  /** Each worker's registry as JSON; a worker that does not answer within METRICS_WAIT_MS is left out. */
+  private collectWorkerMetrics(): Promise<Map<number, MetricsJson>> {
+    const id = this.nextMetricsRequest++;
+    const targets = [...this.states.entries()].filter(([, s]) => s.connected);
+    return new Promise((resolve) => {
+      const request: MetricsRequest = {
+        pending: new Set(targets.map(([workerId]) => workerId)),
+        results: new Map(),
+        done: () => {
+          clearTimeout(timer);
+          this.metricsRequests.delete(id);
+          resolve(request.results);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.log.warn(
+          { workerPids: [...request.pending].map((w) => this.states.get(w)?.pid) },
+          'workers did not give their metrics in time; /metrics leaves them out',
+        );
+        request.done();
+      }, METRICS_WAIT_MS);
+      this.metricsRequests.set(id, request);
+      for (const [, s] of targets) this.send(s, { type: 'metrics-request', id });
+      if (request.pending.size === 0) request.done();
+    });
+  }
+
+  private acceptMetrics(workerId: number, s: WorkerState, id: number, metrics: MetricsJson): void {
+    s.metrics = metrics;
+    const request = this.metricsRequests.get(id);
+    if (!request?.pending.delete(workerId)) return;
+    request.results.set(workerId, metrics);
+    if (request.pending.size === 0) request.done();
+  }
+
+  /** A worker exited: its counters and histograms stay in the sum; nobody waits for its answer. */
+  private retireMetrics(workerId: number, s: WorkerState): void {
+    if (s.metrics)
+      this.exited.set(
+        workerId,
+        s.metrics.filter((m) => {
+          // prom-client's types say an enum; at run time `type` is the exposition name.
+          const type = m.type as unknown as string;
+          return type === 'counter' || type === 'histogram';
+        }),
+      );
+    for (const request of this.metricsRequests.values())
+      if (request.pending.delete(workerId) && request.pending.size === 0) request.done();
   }
 
   addresses(): GatewayAddresses {
@@ -424,6 +521,7 @@ export class GatewaySupervisor implements AdminSource {
       ...(this.options.gateways ? { gateways: this.options.gateways } : {}),
       accessLog: this.options.accessLog,
       drainMs: this.options.drainMs,
+      workers: this.options.workers,
       rateLimit: {
         global: this.budgets?.hasGlobal ?? false,
         failureMode: this.options.rateLimitFailureMode ?? 'open',
@@ -509,6 +607,9 @@ export class GatewaySupervisor implements AdminSource {
         s.phase = 'draining';
         this.log.info({ workerPid: s.pid, inflight: msg.inflight }, 'worker draining');
         break;
+      case 'metrics':
+        this.acceptMetrics(worker.id, s, msg.id, msg.metrics);
+        break;
     }
   }
 
@@ -537,6 +638,7 @@ export class GatewaySupervisor implements AdminSource {
     const s = this.states.get(worker.id);
     if (!s) return;
     this.states.delete(worker.id);
+    this.retireMetrics(worker.id, s);
     const fields = { worker: worker.id, workerPid: s.pid, code, signal };
     if (this.stopping) {
       this.log.info(fields, 'worker exited');

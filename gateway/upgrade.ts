@@ -15,6 +15,7 @@ import type { CompiledRule } from './edge-view.ts';
 import { failClosedRule, redirectRequest } from './layers/answer-rule-directly.ts';
 import { authenticate } from './layers/authenticate.ts';
 import { authorize } from './layers/authorize.ts';
+import { applyUnderscoresAction } from './layers/apply-underscores-action.ts';
 import { enforceRequestLimits, type RequestLimits } from './layers/enforce-request-limits.ts';
 import {
   chooseBackend,
@@ -39,6 +40,7 @@ import type { EdgeRequest } from './request-context.ts';
 export function upgradeStack(deps: { limits: RequestLimits }): Layer[] {
   return [
     enforceRequestLimits(deps.limits),
+    applyUnderscoresAction,
     normalizeRequestPath,
     rejectMisdirected,
     matchRoute,

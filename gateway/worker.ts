@@ -11,6 +11,8 @@
 //   primary → worker  {type:'mesh-credentials', credentials} the gateway's workload certificate
 //                     (in the mesh: before the first snapshot, and on every rotation)
 //   worker → primary  {type:'draining', inflight}
+//   primary → worker  {type:'metrics-request', id}            GET /metrics on the admin API
+//   worker → primary  {type:'metrics', id, metrics}           its registry as getMetricsAsJSON() gives it
 // Rate-limit leases (gateway/ratelimit/ipc.ts; the supervisor holds local budgets, Redis global ones):
 //   worker → primary  {type:'rl-acquire', id, kind, request}  a lease of tokens for one bucket and window
 //   primary → worker  {type:'rl-grant', id, granted, remaining, error?}   the answer (error: backend down)
@@ -24,6 +26,7 @@ import { deepFreeze } from '../shared/config/compile/snapshot-version.ts';
 import type { Snapshot } from '../shared/config/snapshot.ts';
 import type { MtlsCredentials } from '../shared/identity/peer-verification.ts';
 import type { MeshPools } from '../shared/proxy/mesh-pools.ts';
+import { metricsRegistry, type MetricsJson } from '../shared/telemetry/metrics.ts';
 import { createLogger, type AccessLogTarget } from './access-log.ts';
 import type { BoundPort, GatewayServer } from './gateway-server.ts';
 import type { LeaseRequest } from './ratelimit/budget.ts';
@@ -42,6 +45,8 @@ export interface WorkerSettings {
   drainMs: number;
   /** Whether the supervisor has a global rate-limit backend (Redis), and the failure mode. */
   rateLimit?: { global: boolean; failureMode: FailureMode };
+  /** How many workers the supervisor runs (a ClientTrafficPolicy connection limit is split among them). */
+  workers?: number;
 }
 
 export type GatewayAddresses = ReturnType<GatewayServer['addresses']>;
@@ -49,6 +54,7 @@ export type GatewayAddresses = ReturnType<GatewayServer['addresses']>;
 export type PrimaryMessage =
   | { type: 'apply'; snapshot: Snapshot }
   | { type: 'drain'; timeoutMs: number }
+  | { type: 'metrics-request'; id: number }
   /** Key, chain and root: what the worker's mTLS pools to mesh sidecars present and trust. */
   | { type: 'mesh-credentials'; credentials: MtlsCredentials };
 
@@ -87,7 +93,8 @@ export type WorkerMessage =
       addresses: GatewayAddresses;
     }
   | { type: 'apply-failed'; version: string; error: string }
-  | { type: 'draining'; inflight: number };
+  | { type: 'draining'; inflight: number }
+  | { type: 'metrics'; id: number; metrics: MetricsJson };
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
@@ -95,7 +102,12 @@ export function isWorkerMessage(m: unknown): m is WorkerMessage {
 
 function isPrimaryMessage(m: unknown): m is PrimaryMessage {
   const type = (m as { type?: unknown } | null)?.type;
-  return type === 'apply' || type === 'drain' || type === 'mesh-credentials';
+  return (
+    type === 'apply' ||
+    type === 'drain' ||
+    type === 'mesh-credentials' ||
+    type === 'metrics-request'
+  );
 }
 
 class GatewayWorker {
@@ -129,6 +141,11 @@ class GatewayWorker {
       } else if (msg.type === 'mesh-credentials') {
         // New connections to sidecars present these; connections open on the old ones finish.
         this.meshPools.setCredentials(msg.credentials);
+      } else if (msg.type === 'metrics-request') {
+        const id = msg.id;
+        void metricsRegistry
+          .getMetricsAsJSON()
+          .then((metrics) => send({ type: 'metrics', id, metrics }));
       } else void this.drainAndExit(msg.timeoutMs);
     });
     send({ type: 'ready' });
@@ -215,6 +232,7 @@ if (cluster.isWorker) {
     portOffset: settings.portOffset,
     ...(settings.gateways ? { gateways: settings.gateways } : {}),
     logger,
+    workers: settings.workers ?? 1,
     rateLimit: {
       holders: {
         local: leases.holder('local'),

@@ -37,6 +37,6 @@ export function enforceRequestLimits(limits: RequestLimits) {
 }
 
 /** `Connection: close` on HTTP/1 (HTTP/2 has no such header: the stream ends, the session stays). */
-function closeAfter(r: EdgeRequest): { headers?: Record<string, string> } {
+export function closeAfter(r: EdgeRequest): { headers?: Record<string, string> } {
   return 'shouldKeepAlive' in r.res ? { headers: { connection: 'close' } } : {};
 }

@@ -111,11 +111,20 @@ export function attachRateLimits(view: EdgeView, runtime: RateLimitRuntime): voi
           report(
             `BackendTrafficPolicy ${id}: global rate limits are counted by this gateway alone (no rate-limit Redis is configured)`,
           );
-        rule.rateLimit = bind(policy.rules, rule, runtime);
+        rule.rateLimit = bind(policy.rules, rule, runtime, port.clientTraffic.rateLimitHeaders);
       }
 }
 
-function bind(rules: PolicyRule[], rule: CompiledRule, runtime: RateLimitRuntime): RuleRateLimit {
+/**
+ * `withHeaders` false: the port's ClientTrafficPolicy sets headers.disableRateLimitHeaders, and no
+ * rule names itself in a response (Retry-After on a 429 stays: it is not a rate-limit field).
+ */
+function bind(
+  rules: PolicyRule[],
+  rule: CompiledRule,
+  runtime: RateLimitRuntime,
+  withHeaders: boolean,
+): RuleRateLimit {
   return {
     failureMode: runtime.failureMode,
     now: runtime.now,
@@ -136,7 +145,7 @@ function bind(rules: PolicyRule[], rule: CompiledRule, runtime: RateLimitRuntime
         responseCost: cost?.response?.number ?? 0,
         shadow: r.spec.shadowMode === true,
         headers:
-          r.spec.xRateLimitHeaders === 'Disabled'
+          !withHeaders || r.spec.xRateLimitHeaders === 'Disabled'
             ? 'none'
             : r.spec.xRateLimitHeaders === 'DraftVersion03'
               ? 'ietf+draft03'

@@ -79,8 +79,9 @@ export async function forwardWithPolicy(
   let tried: number[] | undefined;
   let clientGone = false;
   const waiting: AdmissionWait = {};
+  // Not after a response this function wrote: it drops the listener first. A response ended
+  // by someone else (a ClientTrafficPolicy timeout at the gateway) ends the attempts too.
   const onClose = () => {
-    if (res.writableFinished) return;
     clientGone = true;
     waiting.stop?.();
   };

@@ -44,6 +44,21 @@ export const PROXY_ERRORS = {
     flag: 'DPE',
     title: 'The request was sent on a connection for another host',
   },
+  MG_ERR_HEADER_UNDERSCORE: {
+    status: 400,
+    flag: 'DPE',
+    title: 'A request header name contains an underscore',
+  },
+  MG_ERR_REQUEST_TIMEOUT: {
+    status: 408,
+    flag: 'DPE',
+    title: 'The request was not received in time',
+  },
+  MG_ERR_STREAM_IDLE_TIMEOUT: {
+    status: 408,
+    flag: 'SI',
+    title: 'The request stream was idle for too long',
+  },
   MG_ERR_UNAUTHENTICATED: { status: 401, flag: 'UAEX', title: 'Authentication is required' },
   MG_ERR_FORBIDDEN: { status: 403, flag: 'RBAC', title: 'Access denied' },
   MG_ERR_RATE_LIMITED: { status: 429, flag: 'RL', title: 'Too many requests' },

@@ -127,12 +127,13 @@ class ForwardExchange implements Dispatcher.DispatchHandler {
     if (req.timeoutMs > 0) this.timer = setTimeout(this.onTimeout, req.timeoutMs);
   }
 
-  /** The client went away: stop the upstream exchange too. */
+  /**
+   * The client went away, or its response was ended by someone else (the gateway answers a
+   * request whose ClientTrafficPolicy timeout expired): stop the upstream exchange too. Its own
+   * end settles the exchange (and drops this listener) before the response's 'close'.
+   */
   private readonly onClientClose = (): void => {
-    if (!this.res.writableFinished)
-      this.controller?.abort(
-        new ProxyError('MG_ERR_UPSTREAM_RESET', 'client closed the connection'),
-      );
+    this.controller?.abort(new ProxyError('MG_ERR_UPSTREAM_RESET', 'client closed the connection'));
   };
 
   private readonly onTimeout = (): void => {

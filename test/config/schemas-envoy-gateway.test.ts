@@ -581,17 +581,20 @@ describe('ClientTrafficPolicy', () => {
     disableMergeSlashes: false
   headers:
     withUnderscoresAction: DropHeader
+    disableRateLimitHeaders: true
   timeout:
     http:
       requestReceivedTimeout: 30s
       idleTimeout: 5m
+      streamIdleTimeout: 1m
   connection:
     connectionLimit:
       value: 10000
       closeDelay: 1s
+      maxRequestsPerConnection: 100
   http1:
-    enableTrailers: true
-    preserveHeaderCase: true
+    preserveHeaderCase: false
+    disableSafeMaxConnectionDuration: false
 `);
     expect(unsupported).toEqual([]);
     expect(spec.clientIPDetection?.xForwardedFor?.numTrustedHops).toBe(2);
@@ -643,6 +646,30 @@ ${HEADER('ClientTrafficPolicy').replace('name: p', 'name: q')}${gatewayTarget}
     ).toEqual([
       'spec.clientIPDetection.xForwardedFor.trustedCIDRs: only one of numTrustedHops or trustedCIDRs may be set',
       'spec.clientIPDetection.customHeader: customHeader cannot be used together with xForwardedFor',
+    ]);
+  });
+
+  // Regression: these were accepted, then neither applied by the gateway nor reported.
+  it('reports the connection and HTTP/1 settings the gateway does not apply', () => {
+    const { unsupported } = parseOne<ClientTrafficPolicySpec>(`${HEADER(
+      'ClientTrafficPolicy',
+    )}${gatewayTarget}
+  connection:
+    connectionLimit:
+      value: 100
+      maxConnectionDuration: 1h
+      maxStreamDuration: 5m
+  http1:
+    enableTrailers: false
+    preserveHeaderCase: true
+    disableSafeMaxConnectionDuration: true
+`);
+    expect(unsupported.map((u) => `${u.path} ${u.effect}`)).toEqual([
+      'spec.http1.preserveHeaderCase ignore',
+      'spec.http1.disableSafeMaxConnectionDuration ignore',
+      'spec.connection.connectionLimit.maxConnectionDuration ignore',
+      'spec.connection.connectionLimit.maxStreamDuration ignore',
+      'spec.http1.enableTrailers ignore',
     ]);
   });
 

@@ -116,6 +116,17 @@ export class GatewayProcess {
     return { status: res.statusCode, body: (await res.body.json()) as T };
   }
 
+  /** GET on the admin API, the body as text (/metrics). */
+  async adminText(path: string): Promise<{ status: number; contentType: string; body: string }> {
+    if (!this.adminPool) this.adminPool = new Pool(`http://127.0.0.1:${await this.adminPort()}`);
+    const res = await this.adminPool.request({ method: 'GET', path });
+    return {
+      status: res.statusCode,
+      contentType: String(res.headers['content-type']),
+      body: await res.body.text(),
+    };
+  }
+
   /** Polls /ready until it answers 200 (bounded). */
   async ready(tries = 400): Promise<{ ready: true; version: string }> {
     let last: unknown;

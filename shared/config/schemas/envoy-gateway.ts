@@ -1201,7 +1201,7 @@ export const headerSettingsSpec = z
         certDetailsToAdd: z.array(z.enum(['Subject', 'Cert', 'Chain', 'DNS', 'URI'])).optional(),
       })
       .optional(),
-    /** Default RejectRequest. */
+    /** Upstream's default RejectRequest; meshgate's Allow (gateway/client-traffic.ts says why). */
     withUnderscoresAction: z.enum(['Allow', 'RejectRequest', 'DropHeader']).optional(),
     /** Deprecated upstream: requestID PreserveOrGenerate. */
     preserveXRequestID: z.boolean().optional(),
@@ -1457,6 +1457,20 @@ const clientTrafficPolicyUnsupported: UnsupportedFieldRule[] = [
     message: 'late response header changes are not supported; the policy is not applied',
     effect: 'reject',
   },
+  // false is what meshgate does anyway (header names go out in lowercase; no connection
+  // duration to be safe about), so only true is a setting that is not applied.
+  {
+    path: 'spec.http1.preserveHeaderCase',
+    message: 'header names are always forwarded in lowercase',
+    effect: 'ignore',
+    when: (v) => v === true,
+  },
+  {
+    path: 'spec.http1.disableSafeMaxConnectionDuration',
+    message: 'has no effect: connectionLimit.maxConnectionDuration is not supported',
+    effect: 'ignore',
+    when: (v) => v === true,
+  },
   ...(
     [
       ['spec.tcpKeepalive', 'TCP keepalive settings are not supported'],
@@ -1467,6 +1481,18 @@ const clientTrafficPolicyUnsupported: UnsupportedFieldRule[] = [
       ['spec.timeout.tcp', 'TCP idle timeouts are not supported'],
       ['spec.connection.bufferLimit', 'connection buffer limits are not supported'],
       ['spec.connection.maxAcceptPerSocketEvent', 'accept batching is not configurable'],
+      [
+        'spec.connection.connectionLimit.maxConnectionDuration',
+        'a maximum connection duration is not supported; connections stay open until idle',
+      ],
+      [
+        'spec.connection.connectionLimit.maxStreamDuration',
+        'a maximum stream duration is not supported; requests are bounded by the route timeouts and the stream idle timeout',
+      ],
+      [
+        'spec.http1.enableTrailers',
+        'HTTP/1 trailers are not configurable: response trailers are relayed to clients that send TE: trailers, request trailers are dropped',
+      ],
       ['spec.http1.http10', 'HTTP/1.0 is not supported'],
       ['spec.http1.ignoredUpgradeTypes', 'ignored upgrade types are not supported'],
       ['spec.http2', 'HTTP/2 listener settings are not supported'],

@@ -106,13 +106,18 @@ function source(overrides: Partial<AdminSource> = {}): AdminSource {
     addresses: () => [
       { gateway: 'shop/edge', addresses: [{ type: 'IPAddress', value: '127.0.0.1' }] },
     ],
+    metrics: () =>
+      Promise.resolve(
+        '# HELP meshgate_gateway_active_connections Client connections.\n# TYPE meshgate_gateway_active_connections gauge\nmeshgate_gateway_active_connections{port="8080"} 3\n',
+      ),
     ...overrides,
   };
 }
 
 async function get(a: FastifyInstance, path: string) {
   const res = await a.inject({ method: 'GET', url: path });
-  const body: unknown = res.json();
+  const json = String(res.headers['content-type']).includes('json');
+  const body: unknown = json ? res.json() : res.body;
   expect(responseErrors(path, res.statusCode, body), `${path} ${res.statusCode}`).toEqual([]);
   return { status: res.statusCode, body: body as Record<string, unknown>, raw: res.body };
 }
@@ -145,6 +150,15 @@ describe('admin API', () => {
       status: 503,
       body: { ready: false, reason: '1 of 2 workers running' },
     });
+  });
+
+  it('/metrics answers the Prometheus text the supervisor sums', async () => {
+    app = buildAdminApp(source());
+    const r = await get(app, '/metrics');
+    expect(r.status).toBe(200);
+    expect(r.raw).toContain('meshgate_gateway_active_connections{port="8080"} 3');
+    const res = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
   });
 
   it('answers 503 before a config is loaded', async () => {
