@@ -258,6 +258,12 @@ const showRequestPrincipal = (f: AuthzFacts) =>
 // Istio's `namespaces`: the regex ".*" + "/ns/" + value (each "*" as ".*") + "/.*", matched
 // against the whole SPIFFE URI.
 function namespaceMatcher(value: string): ValueMatcher {
+  // Without a "*" the regex is a substring test (a SPIFFE URI holds no line breaks), which costs
+  // a fraction of the regex on the request path.
+  if (!value.includes('*')) {
+    const needle = `/ns/${value}/`;
+    return (uri) => uri !== undefined && uri.includes(needle);
+  }
   const re = new RegExp(`^.*/ns/${value.split('*').map(escapeRegex).join('.*')}/.*$`);
   return (uri) => uri !== undefined && re.test(uri);
 }
