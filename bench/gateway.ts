@@ -19,13 +19,14 @@
 //
 // Env: BENCH_DURATION (s per measurement, 10), BENCH_WARMUP (s, 3), BENCH_ROUNDS (3),
 // BENCH_GATEWAY_ROWS (e.g. 3,5a: only those rows), MESHGATE_BIN (the CLI to measure,
-// bin/meshgate.js).
+// bin/meshgate.js), BENCH_GATEWAY_CPU_PROF (a folder: meshgate's processes run with node
+// --cpu-prof and write their profiles into a subfolder per row when they stop).
 // Run alone: npm run bench -- gateway   or   node --import tsx bench/gateway.ts
 // Writes the markdown report to bench/results/gateway-latest.md.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { formatTable, type Bench, type BenchRow } from './bench.ts';
 import { writeApiManagement, type JwtAlg, type LimitKind } from './gateway/api-management.ts';
@@ -60,6 +61,9 @@ const REPO = join(here, '..');
 const RESULTS_FILE = join(here, 'results', 'gateway-latest.md');
 /** Another build or checkout of the CLI can be measured with MESHGATE_BIN=path/to/meshgate.js. */
 const MESHGATE_BIN = process.env.MESHGATE_BIN || join(REPO, 'bin', 'meshgate.js');
+const CPU_PROFILE_DIR = process.env.BENCH_GATEWAY_CPU_PROF
+  ? resolve(process.env.BENCH_GATEWAY_CPU_PROF)
+  : undefined;
 
 const ROUTE_COUNT = 1_000;
 /** Near the middle of the 1,000 routes; the one-route config has only this one. */
@@ -141,6 +145,7 @@ function meshgateRow(
       while (port <= LISTENER_PORT) port = await freePort();
       const adminPort = await freePort();
       const args = [
+        ...(CPU_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', join(CPU_PROFILE_DIR, id)] : []),
         MESHGATE_BIN,
         'gateway',
         '--config',
@@ -157,7 +162,7 @@ function meshgateRow(
         ...(redisUrl ? ['--rate-limit-redis', redisUrl] : []),
       ];
       const [cmd, cmdArgs] = single ? pinned(h, process.execPath, args) : [process.execPath, args];
-      log(`  $ meshgate ${args.slice(1).join(' ')}`);
+      log(`  $ meshgate ${args.slice(args.indexOf(MESHGATE_BIN) + 1).join(' ')}`);
       const proc = startProcess(name, cmd, cmdArgs);
       try {
         await waitForReady(proc, `http://127.0.0.1:${adminPort}/ready`);

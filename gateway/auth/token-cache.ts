@@ -1,7 +1,21 @@
 // Verified credentials by digest, until they expire: a hot token is verified once, not on every
 // request. Bounded: the oldest entries go first when it is full.
 
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
+
+/**
+ * SHA-256, base64url, of one string: crypto.hash (Node 20.12 and later) is one call with no Hash
+ * object, half the cost of createHash on the request path; createHash where it is missing.
+ */
+const sha256: (data: string) => string =
+  typeof (crypto as { hash?: unknown }).hash === 'function'
+    ? (data) =>
+        (crypto as unknown as { hash(a: string, d: string, e: string): string }).hash(
+          'sha256',
+          data,
+          'base64url',
+        )
+    : (data) => crypto.createHash('sha256').update(data).digest('base64url');
 
 export interface CachedPrincipal<P> {
   principal: P;
@@ -17,7 +31,7 @@ export class TokenCache<P> {
   ) {}
 
   static digest(scope: string, token: string): string {
-    return createHash('sha256').update(scope).update('\0').update(token).digest('base64url');
+    return sha256(`${scope}\0${token}`);
   }
 
   get(key: string): P | undefined {
