@@ -35,13 +35,9 @@ import { logInbound } from './access-log.ts';
 import type { InflightRequests } from './inflight.ts';
 import { InboundRequest, type InboundConnection } from './request-context.ts';
 import { rescue } from './rescue.ts';
-import {
-  mtlsHandshakes,
-  plaintextConnections,
-  requestDuration,
-  requestsTotal,
-} from './sidecar-metrics.ts';
+import { mtlsHandshakes, plaintextConnections } from './sidecar-metrics.ts';
 import type { SidecarView } from './sidecar-view.ts';
+import { trackRequest, type TrackDeps } from './track-request.ts';
 
 /** A client that sends nothing (or not a whole TLS handshake) is cut off after this long. */
 const FIRST_BYTES_TIMEOUT_MS = 10_000;
@@ -68,8 +64,15 @@ export class InboundServer {
   private readonly sockets = new Set<Socket>();
   private readonly connections = new WeakMap<Socket, InboundConnection>();
   private draining = false;
+  private readonly tracking: TrackDeps<InboundRequest>;
 
   constructor(private readonly options: InboundServerOptions) {
+    this.tracking = {
+      direction: 'inbound',
+      inflight: options.inflight,
+      now: () => options.now(),
+      log: (r, status, ms) => logInbound(options.accessLog, r, status, ms),
+    };
     this.listener = createNetServer((socket) => this.accept(socket));
     this.http = createHttpServer({
       headersTimeout: 10_000,
@@ -201,23 +204,7 @@ export class InboundServer {
 
   /** Counts the request in flight until its response ends (or its tunnel closes), then logs it. */
   private track(r: InboundRequest): () => void {
-    const end = this.options.inflight.begin();
-    let finished = false;
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      end();
-      const upgraded = r.res.statusCode === 101;
-      const status = upgraded ? 101 : r.res.headersSent ? r.res.statusCode : 0;
-      if (!upgraded && !r.res.writableFinished && r.flags === '-') r.flags = 'DC';
-      const ms = this.options.now() - r.startedAt;
-      requestsTotal.inc({ direction: 'inbound', status, flags: r.flags });
-      requestDuration.observe({ direction: 'inbound' }, ms / 1000);
-      logInbound(this.options.accessLog, r, status, ms);
-    };
-    r.res.once('finish', finish);
-    r.res.once('close', finish);
-    return finish;
+    return trackRequest(r, this.tracking);
   }
 
   private run(layers: readonly StackLayer<InboundRequest>[], r: InboundRequest): void {

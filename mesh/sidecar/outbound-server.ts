@@ -16,8 +16,8 @@ import { logOutbound } from './access-log.ts';
 import type { InflightRequests } from './inflight.ts';
 import { OutboundRequest } from './request-context.ts';
 import { rescue } from './rescue.ts';
-import { requestDuration, requestsTotal } from './sidecar-metrics.ts';
 import type { SidecarView } from './sidecar-view.ts';
+import { trackRequest, type TrackDeps } from './track-request.ts';
 
 export interface OutboundServerOptions {
   address: string;
@@ -37,8 +37,15 @@ export class OutboundServer {
   /** Client sockets of open tunnels: the HTTP server no longer tracks them. */
   private readonly tunnels = new Set<Duplex>();
   private draining = false;
+  private readonly tracking: TrackDeps<OutboundRequest>;
 
   constructor(private readonly options: OutboundServerOptions) {
+    this.tracking = {
+      direction: 'outbound',
+      inflight: options.inflight,
+      now: () => options.now(),
+      log: (r, status, ms) => logOutbound(options.accessLog, r, status, ms),
+    };
     this.server = createServer({
       headersTimeout: 10_000,
       requestTimeout: 300_000,
@@ -111,23 +118,7 @@ export class OutboundServer {
 
   /** Counts the request in flight until its response ends (or its tunnel closes), then logs it. */
   private track(r: OutboundRequest): () => void {
-    const end = this.options.inflight.begin();
-    let finished = false;
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      end();
-      const upgraded = r.res.statusCode === 101;
-      const status = upgraded ? 101 : r.res.headersSent ? r.res.statusCode : 0;
-      if (!upgraded && !r.res.writableFinished && r.flags === '-') r.flags = 'DC';
-      const ms = this.options.now() - r.startedAt;
-      requestsTotal.inc({ direction: 'outbound', status, flags: r.flags });
-      requestDuration.observe({ direction: 'outbound' }, ms / 1000);
-      logOutbound(this.options.accessLog, r, status, ms);
-    };
-    r.res.once('finish', finish);
-    r.res.once('close', finish);
-    return finish;
+    return trackRequest(r, this.tracking);
   }
 
   private run(layers: readonly StackLayer<OutboundRequest>[], r: OutboundRequest): void {

@@ -22,7 +22,7 @@ export interface InboundConnection {
   tls: TLSSocket | undefined;
 }
 
-abstract class SidecarRequest {
+export abstract class SidecarRequest {
   /** Normalized path and raw query (without "?"). */
   path = '';
   query = '';
