@@ -28,13 +28,13 @@ import {
 import { ProxyError } from '../../shared/proxy/errors.ts';
 import type { ClientResponse } from '../../shared/proxy/forward.ts';
 import { readClientHeaders, requestIdFor } from '../../shared/proxy/headers.ts';
-import { runLayers, type StackLayer } from '../../shared/proxy/layers.ts';
+import type { StackLayer } from '../../shared/proxy/layers.ts';
 import { sendProblem } from '../../shared/proxy/problem.ts';
 import { upgradeResponse } from '../../shared/proxy/upgrade.ts';
 import { logInbound } from './access-log.ts';
 import type { InflightRequests } from './inflight.ts';
 import { InboundRequest, type InboundConnection } from './request-context.ts';
-import { rescue } from './rescue.ts';
+import { runStack } from './rescue.ts';
 import { mtlsHandshakes, plaintextConnections } from './sidecar-metrics.ts';
 import type { SidecarView } from './sidecar-view.ts';
 import { trackRequest, type TrackDeps } from './track-request.ts';
@@ -174,15 +174,15 @@ export class InboundServer {
     const r = this.open(req, res);
     if (!r) return;
     if (this.draining) res.setHeader('connection', 'close');
-    this.track(r);
-    this.run(this.options.layers, r);
+    trackRequest(r, this.tracking);
+    runStack(this.options.layers, r, this.options.logger);
   }
 
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const r = this.open(req, upgradeResponse(req, socket));
     if (!r) return;
-    r.tunnel = { client: socket, head, onClosed: this.track(r) };
-    this.run(this.options.upgradeLayers, r);
+    r.tunnel = { client: socket, head, onClosed: trackRequest(r, this.tracking) };
+    runStack(this.options.upgradeLayers, r, this.options.logger);
   }
 
   /** The request, or undefined when there is nothing to serve it with (answered here). */
@@ -200,20 +200,6 @@ export class InboundServer {
       return undefined;
     }
     return new InboundRequest(req, res, view, client, requestId, this.options.now(), connection);
-  }
-
-  /** Counts the request in flight until its response ends (or its tunnel closes), then logs it. */
-  private track(r: InboundRequest): () => void {
-    return trackRequest(r, this.tracking);
-  }
-
-  private run(layers: readonly StackLayer<InboundRequest>[], r: InboundRequest): void {
-    try {
-      const pending = runLayers(layers, r);
-      if (pending) pending.catch((err: unknown) => rescue(r, err, this.options.logger));
-    } catch (err) {
-      rescue(r, err, this.options.logger);
-    }
   }
 
   /**

@@ -9,13 +9,13 @@ import type { Logger } from 'pino';
 import { ProxyError } from '../../shared/proxy/errors.ts';
 import type { ClientResponse } from '../../shared/proxy/forward.ts';
 import { readClientHeaders, requestIdFor } from '../../shared/proxy/headers.ts';
-import { runLayers, type StackLayer } from '../../shared/proxy/layers.ts';
+import type { StackLayer } from '../../shared/proxy/layers.ts';
 import { sendProblem } from '../../shared/proxy/problem.ts';
 import { upgradeResponse } from '../../shared/proxy/upgrade.ts';
 import { logOutbound } from './access-log.ts';
 import type { InflightRequests } from './inflight.ts';
 import { OutboundRequest } from './request-context.ts';
-import { rescue } from './rescue.ts';
+import { runStack } from './rescue.ts';
 import type { SidecarView } from './sidecar-view.ts';
 import { trackRequest, type TrackDeps } from './track-request.ts';
 
@@ -84,8 +84,8 @@ export class OutboundServer {
     const r = this.open(req, res);
     if (!r) return;
     if (this.draining) res.setHeader('connection', 'close');
-    this.track(r);
-    this.run(this.options.layers, r);
+    trackRequest(r, this.tracking);
+    runStack(this.options.layers, r, this.options.logger);
   }
 
   private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -93,8 +93,8 @@ export class OutboundServer {
     if (!r) return;
     this.tunnels.add(socket);
     socket.once('close', () => this.tunnels.delete(socket));
-    r.tunnel = { client: socket, head, onClosed: this.track(r) };
-    this.run(this.options.upgradeLayers, r);
+    r.tunnel = { client: socket, head, onClosed: trackRequest(r, this.tracking) };
+    runStack(this.options.upgradeLayers, r, this.options.logger);
   }
 
   /** The request, or undefined when there is no view to serve it with yet (answered here). */
@@ -114,20 +114,6 @@ export class OutboundServer {
       return undefined;
     }
     return new OutboundRequest(req, res, view, client, requestId, this.options.now());
-  }
-
-  /** Counts the request in flight until its response ends (or its tunnel closes), then logs it. */
-  private track(r: OutboundRequest): () => void {
-    return trackRequest(r, this.tracking);
-  }
-
-  private run(layers: readonly StackLayer<OutboundRequest>[], r: OutboundRequest): void {
-    try {
-      const pending = runLayers(layers, r);
-      if (pending) pending.catch((err: unknown) => rescue(r, err, this.options.logger));
-    } catch (err) {
-      rescue(r, err, this.options.logger);
-    }
   }
 
   /** Stops accepting at once (see InboundServer.stopAccepting). */
