@@ -58,6 +58,7 @@ import {
   type OpenApiBinding,
   type ViewApis,
 } from './openapi/view-apis.ts';
+import { applySharedFilter, type FilterEffects } from '../shared/proxy/filter-effects.ts';
 
 /** What a matched rule does, compiled once: the request path only reads it. */
 export interface CompiledRule {
@@ -471,38 +472,7 @@ function compileBackend(b: BackendIR, sets: EndpointSets): CompiledBackend {
   }
   if (b.invalid) out.invalid = `${b.invalid.reason}: ${b.invalid.message}`;
   // Every filter type a backendRef may carry is honoured; none is dropped silently.
-  for (const f of b.filters) {
-    switch (f.type) {
-      case 'RequestHeaderModifier':
-        out.requestHeaders = f.headers;
-        break;
-      case 'ResponseHeaderModifier':
-        out.responseHeaders = f.headers;
-        break;
-      case 'RequestRedirect':
-        out.redirect = f;
-        break;
-      case 'URLRewrite':
-        out.rewrite = {
-          ...(f.hostname ? { hostname: f.hostname } : {}),
-          ...(f.path ? { path: f.path } : {}),
-        };
-        break;
-      case 'RequestMirror':
-        out.mirrors.push({
-          target: compileBackend(f.backend, sets),
-          numerator: f.fraction.numerator,
-          denominator: f.fraction.denominator,
-        });
-        break;
-      case 'CORS':
-        out.cors = compileCors(f);
-        break;
-      case 'DirectResponse':
-        out.failure = { code: 'MG_ERR_INVALID_CONFIG', detail: f.message };
-        break;
-    }
-  }
+  for (const f of b.filters) applyEdgeFilter(f, out, sets);
   return out;
 }
 
@@ -537,38 +507,7 @@ function compileRule(
       codes: new Set(rule.retry.codes),
       backoffMs: rule.retry.backoffMs ?? 25,
     };
-  for (const f of rule.filters) {
-    switch (f.type) {
-      case 'RequestHeaderModifier':
-        compiled.requestHeaders = f.headers;
-        break;
-      case 'ResponseHeaderModifier':
-        compiled.responseHeaders = f.headers;
-        break;
-      case 'RequestRedirect':
-        compiled.redirect = f;
-        break;
-      case 'URLRewrite':
-        compiled.rewrite = {
-          ...(f.hostname ? { hostname: f.hostname } : {}),
-          ...(f.path ? { path: f.path } : {}),
-        };
-        break;
-      case 'RequestMirror':
-        compiled.mirrors.push({
-          target: compileBackend(f.backend, sets),
-          numerator: f.fraction.numerator,
-          denominator: f.fraction.denominator,
-        });
-        break;
-      case 'CORS':
-        compiled.cors = compileCors(f);
-        break;
-      case 'DirectResponse':
-        compiled.failure = { code: 'MG_ERR_INVALID_CONFIG', detail: f.message };
-        break;
-    }
-  }
+  for (const f of rule.filters) applyEdgeFilter(f, compiled, sets);
   for (const id of [
     policies.securityPolicy,
     policies.backendTrafficPolicy,
@@ -685,4 +624,20 @@ function meshAwarePools(
       ...(timeout !== undefined ? { connectTimeoutMs: timeout } : {}),
     });
   };
+}
+
+/** One HTTPRoute filter on a rule or a backendRef: the shared ones, then mirroring and CORS. */
+function applyEdgeFilter(
+  f: FilterIR,
+  out: FilterEffects & { mirrors: Mirror[]; cors?: CorsPolicy },
+  sets: EndpointSets,
+): void {
+  if (applySharedFilter(f, out)) return;
+  if (f.type === 'RequestMirror')
+    out.mirrors.push({
+      target: compileBackend(f.backend, sets),
+      numerator: f.fraction.numerator,
+      denominator: f.fraction.denominator,
+    });
+  else if (f.type === 'CORS') out.cors = compileCors(f);
 }

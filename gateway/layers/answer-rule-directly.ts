@@ -1,8 +1,6 @@
-import type { FilterIR } from '../../shared/config/snapshot.ts';
+import type { RedirectFilter } from '../../shared/proxy/filter-effects.ts';
 import { ProxyError } from '../../shared/proxy/errors.ts';
 import type { EdgeRequest } from '../request-context.ts';
-
-type RedirectFilter = Extract<FilterIR, { type: 'RequestRedirect' }>;
 
 /** A rule that cannot be served as configured fails closed (500), never open. */
 export function failClosedRule(r: EdgeRequest): void {

@@ -22,8 +22,6 @@ import type {
   BackendIR,
   FilterIR,
   HTTPRouteIR,
-  HeaderModifierIR,
-  PathModifierIR,
   ServiceIR,
   Snapshot,
 } from '../../shared/config/snapshot.ts';
@@ -38,6 +36,7 @@ import { meshServerName } from '../../shared/proxy/mesh-pools.ts';
 import { snapshotOfView } from '../../shared/proxy/view-snapshot.ts';
 import type { RouteTable } from '../../shared/routing/route-table.ts';
 import { meshRouteTable, type MeshAttachment } from '../../shared/routing/snapshot-route-tables.ts';
+import { applySharedFilter, type FilterEffects } from '../../shared/proxy/filter-effects.ts';
 
 /** Who this sidecar fronts, from its command line. */
 export interface Workload {
@@ -57,17 +56,6 @@ const DEFAULT_MESH_POLICY_ID = 'default';
 
 export class ViewRejected extends Error {
   override name = 'ViewRejected';
-}
-
-type RedirectFilter = Extract<FilterIR, { type: 'RequestRedirect' }>;
-
-interface FilterEffects {
-  requestHeaders?: HeaderModifierIR;
-  responseHeaders?: HeaderModifierIR;
-  redirect?: RedirectFilter;
-  rewrite?: { hostname?: string; path?: PathModifierIR };
-  /** An unresolvable filter (DirectResponse): requests that reach it fail closed. */
-  failure?: { code: 'MG_ERR_INVALID_CONFIG'; detail: string };
 }
 
 export interface MeshBackend extends FilterEffects {
@@ -325,33 +313,11 @@ export class SidecarView {
 
   private filterEffects(filters: readonly FilterIR[], where: string): FilterEffects {
     const out: FilterEffects = {};
-    for (const f of filters) {
-      switch (f.type) {
-        case 'RequestHeaderModifier':
-          out.requestHeaders = f.headers;
-          break;
-        case 'ResponseHeaderModifier':
-          out.responseHeaders = f.headers;
-          break;
-        case 'RequestRedirect':
-          out.redirect = f;
-          break;
-        case 'URLRewrite':
-          out.rewrite = {
-            ...(f.hostname ? { hostname: f.hostname } : {}),
-            ...(f.path ? { path: f.path } : {}),
-          };
-          break;
-        case 'DirectResponse':
-          out.failure = { code: 'MG_ERR_INVALID_CONFIG', detail: f.message };
-          break;
-        case 'RequestMirror':
-        case 'CORS':
-          // Reported, never dropped silently: the sidecar serves the rule without them.
-          this.problems.push(`${where}: filter ${f.type} is not applied by sidecars`);
-          break;
-      }
-    }
+    for (const f of filters)
+      if (!applySharedFilter(f, out))
+        // RequestMirror, CORS: reported, never dropped silently; the sidecar serves the rule
+        // without them.
+        this.problems.push(`${where}: filter ${f.type} is not applied by sidecars`);
     return out;
   }
 }

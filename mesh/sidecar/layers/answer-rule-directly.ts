@@ -1,9 +1,7 @@
-import type { FilterIR } from '../../../shared/config/snapshot.ts';
+import type { RedirectFilter } from '../../../shared/proxy/filter-effects.ts';
 import { ProxyError } from '../../../shared/proxy/errors.ts';
 import { hostWithoutPort, modifyPath } from '../../../gateway/layers/answer-rule-directly.ts';
 import type { OutboundRequest } from '../request-context.ts';
-
-type RedirectFilter = Extract<FilterIR, { type: 'RequestRedirect' }>;
 
 /** A rule that cannot be served as configured fails closed (500), never open. */
 export function failClosedRule(r: OutboundRequest): void {
