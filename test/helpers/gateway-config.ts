@@ -1,6 +1,8 @@
 // Builds config sets for gateway tests: a GatewayClass, Gateways, routes, and Services whose
 // EndpointSlices point at test upstreams on 127.0.0.1.
 
+import { httpRouteYaml } from './config-folder.ts';
+
 export const GATEWAY_CLASS = `apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: { name: meshgate }
@@ -78,4 +80,16 @@ spec:
 `,
     ...slices,
   );
+}
+
+/** Gateway default/edge (HTTP on 8080) routing every request to Service default/web on `webPort`. */
+export function webGatewayFiles(webPort: number): Record<string, string> {
+  return {
+    'gateway.yaml': docs(
+      GATEWAY_CLASS,
+      gatewayYaml('default', 'edge', '    - { name: http, port: 8080, protocol: HTTP }'),
+    ),
+    'services.yaml': serviceYaml('default', 'web', webPort),
+    'routes.yaml': httpRouteYaml({ name: 'web', gateway: 'edge', backend: 'web' }),
+  };
 }

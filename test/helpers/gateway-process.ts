@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { REPO } from './cli.ts';
+import { findPortOffset } from './ports.ts';
 
 export interface LogLine {
   level: number;
@@ -211,4 +212,17 @@ export async function poll<T>(
     await sleep(intervalMs);
   }
   throw new Error(`gave up waiting for ${what}`);
+}
+
+/**
+ * `meshgate gateway --config DIR` for a folder whose Gateway listens on 8080, moved onto a free
+ * port with --port-offset; `url` is that listener's base URL.
+ */
+export async function startGatewayOn8080(
+  dir: string,
+  extraArgs: string[] = [],
+): Promise<{ gw: GatewayProcess; url: string }> {
+  const offset = await findPortOffset([8080]);
+  const gw = startGateway(['--config', dir, '--port-offset', String(offset), ...extraArgs]);
+  return { gw, url: `http://127.0.0.1:${8080 + offset}` };
 }

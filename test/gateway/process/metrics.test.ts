@@ -6,9 +6,15 @@ import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigFolder, httpRouteYaml } from '../../helpers/config-folder.ts';
 import { startEchoServer, type EchoServer } from '../../helpers/echo-server.ts';
-import { docs, GATEWAY_CLASS, gatewayYaml, serviceYaml } from '../../helpers/gateway-config.ts';
-import { killGateways, startGateway } from '../../helpers/gateway-process.ts';
-import { findPortOffset, freePort } from '../../helpers/ports.ts';
+import {
+  docs,
+  GATEWAY_CLASS,
+  gatewayYaml,
+  serviceYaml,
+  webGatewayFiles,
+} from '../../helpers/gateway-config.ts';
+import { killGateways, startGatewayOn8080 } from '../../helpers/gateway-process.ts';
+import { freePort } from '../../helpers/ports.ts';
 
 let upstream: EchoServer | undefined;
 let folder: ConfigFolder | undefined;
@@ -55,12 +61,7 @@ spec:
     local: { rules: [{ limit: { requests: 2, unit: Hour } }] }`,
       ),
     });
-    const offset = await findPortOffset([8080]);
-    const gw = startGateway([
-      '--config',
-      folder.dir,
-      '--port-offset',
-      String(offset),
+    const { gw, url } = await startGatewayOn8080(folder.dir, [
       '--workers',
       '2',
       '--access-log',
@@ -70,7 +71,7 @@ spec:
 
     // A new connection per request, so that both workers get some.
     const send = async (path: string) => {
-      const res = await request(`http://127.0.0.1:${8080 + offset}${path}`, {
+      const res = await request(`${url}${path}`, {
         headers: { host: 'shop.test', connection: 'close' },
       });
       await res.body.text();
@@ -143,25 +144,12 @@ spec:
   it('keeps the counts of a worker that died in the sums', async () => {
     upstream = await startEchoServer('web');
     folder = await ConfigFolder.create({
-      'gateway.yaml': docs(
-        GATEWAY_CLASS,
-        gatewayYaml('default', 'edge', '    - { name: http, port: 8080, protocol: HTTP }'),
-      ),
-      'services.yaml': serviceYaml('default', 'web', upstream.port),
-      'routes.yaml': httpRouteYaml({ name: 'web', gateway: 'edge', backend: 'web' }),
+      ...webGatewayFiles(upstream.port),
     });
-    const offset = await findPortOffset([8080]);
-    const gw = startGateway([
-      '--config',
-      folder.dir,
-      '--port-offset',
-      String(offset),
-      '--workers',
-      '2',
-    ]);
+    const { gw, url } = await startGatewayOn8080(folder.dir, ['--workers', '2']);
     await gw.ready();
     for (let i = 0; i < 10; i++) {
-      const res = await request(`http://127.0.0.1:${8080 + offset}/`, {
+      const res = await request(`${url}/`, {
         headers: { host: 'shop.test', connection: 'close' },
       });
       await res.body.text();
@@ -184,7 +172,7 @@ spec:
     await gw.ready();
     expect(served((await gw.adminText('/metrics')).body)).toBe(10);
     // And the replacement's own counts add to them.
-    const res = await request(`http://127.0.0.1:${8080 + offset}/`, {
+    const res = await request(`${url}/`, {
       headers: { host: 'shop.test', connection: 'close' },
     });
     await res.body.text();

@@ -1,10 +1,9 @@
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigFolder, httpRouteYaml } from '../../helpers/config-folder.ts';
+import { ConfigFolder } from '../../helpers/config-folder.ts';
 import { startEchoServer, type EchoServer } from '../../helpers/echo-server.ts';
-import { docs, GATEWAY_CLASS, gatewayYaml, serviceYaml } from '../../helpers/gateway-config.ts';
-import { killGateways, poll, startGateway } from '../../helpers/gateway-process.ts';
-import { findPortOffset } from '../../helpers/ports.ts';
+import { webGatewayFiles } from '../../helpers/gateway-config.ts';
+import { killGateways, poll, startGatewayOn8080 } from '../../helpers/gateway-process.ts';
 
 interface Workers {
   version: string;
@@ -26,22 +25,9 @@ describe('meshgate gateway --workers', () => {
   it('runs two workers on the same snapshot and replaces one that is killed', async () => {
     upstream = await startEchoServer('web');
     folder = await ConfigFolder.create({
-      'gateway.yaml': docs(
-        GATEWAY_CLASS,
-        gatewayYaml('default', 'edge', '    - { name: http, port: 8080, protocol: HTTP }'),
-      ),
-      'services.yaml': serviceYaml('default', 'web', upstream.port),
-      'routes.yaml': httpRouteYaml({ name: 'web', gateway: 'edge', backend: 'web' }),
+      ...webGatewayFiles(upstream.port),
     });
-    const offset = await findPortOffset([8080]);
-    const gw = startGateway([
-      '--config',
-      folder.dir,
-      '--port-offset',
-      String(offset),
-      '--workers',
-      '2',
-    ]);
+    const { gw, url } = await startGatewayOn8080(folder.dir, ['--workers', '2']);
     const { version } = await gw.ready();
 
     const before = (await gw.admin<Workers>('/workers')).body;
@@ -72,7 +58,7 @@ describe('meshgate gateway --workers', () => {
     );
     expect((await gw.ready()).version).toBe(version);
 
-    const res = await request(`http://127.0.0.1:${8080 + offset}/`, {
+    const res = await request(`${url}/`, {
       headers: { host: 'x.test', connection: 'close' },
     });
     expect(res.statusCode).toBe(200);

@@ -1,9 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigFolder, httpRouteYaml } from '../../helpers/config-folder.ts';
+import { ConfigFolder } from '../../helpers/config-folder.ts';
 import { startEchoServer, type EchoServer } from '../../helpers/echo-server.ts';
-import { docs, GATEWAY_CLASS, gatewayYaml, serviceYaml } from '../../helpers/gateway-config.ts';
-import { killGateways, sleep, startGateway } from '../../helpers/gateway-process.ts';
-import { findPortOffset } from '../../helpers/ports.ts';
+import { webGatewayFiles } from '../../helpers/gateway-config.ts';
+import { killGateways, sleep, startGatewayOn8080 } from '../../helpers/gateway-process.ts';
 import { redisServerBinary, RedisServer } from '../../helpers/redis-server.ts';
 import { fire, outsideWindowEdge } from './traffic.ts';
 
@@ -23,12 +22,7 @@ const folders: ConfigFolder[] = [];
 /** The policy's name is in its Redis keys: each test names its own, so counts do not carry over. */
 async function configFolder(policy: string, limit: number): Promise<ConfigFolder> {
   const folder = await ConfigFolder.create({
-    'gateway.yaml': docs(
-      GATEWAY_CLASS,
-      gatewayYaml('default', 'edge', '    - { name: http, port: 8080, protocol: HTTP }'),
-    ),
-    'services.yaml': serviceYaml('default', 'web', upstream.port),
-    'routes.yaml': httpRouteYaml({ name: 'web', gateway: 'edge', backend: 'web' }),
+    ...webGatewayFiles(upstream.port),
     'quota.yaml': `apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: BackendTrafficPolicy
 metadata: { name: ${policy}, namespace: default }
@@ -44,12 +38,7 @@ spec:
 }
 
 async function gateway(folder: ConfigFolder) {
-  const offset = await findPortOffset([8080]);
-  const gw = startGateway([
-    '--config',
-    folder.dir,
-    '--port-offset',
-    String(offset),
+  const { gw, url } = await startGatewayOn8080(folder.dir, [
     '--workers',
     '2',
     '--rate-limit-redis',
@@ -57,7 +46,7 @@ async function gateway(folder: ConfigFolder) {
   ]);
   await gw.ready();
   await gw.waitForLog((l) => l.msg === 'rate limit backend connected', 'the Redis connection');
-  return { gw, url: `http://127.0.0.1:${8080 + offset}/` };
+  return { gw, url: `${url}/` };
 }
 
 beforeAll(async () => {

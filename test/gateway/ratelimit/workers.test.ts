@@ -1,9 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigFolder, httpRouteYaml } from '../../helpers/config-folder.ts';
+import { ConfigFolder } from '../../helpers/config-folder.ts';
 import { startEchoServer, type EchoServer } from '../../helpers/echo-server.ts';
-import { docs, GATEWAY_CLASS, gatewayYaml, serviceYaml } from '../../helpers/gateway-config.ts';
-import { killGateways, startGateway } from '../../helpers/gateway-process.ts';
-import { findPortOffset } from '../../helpers/ports.ts';
+import { webGatewayFiles } from '../../helpers/gateway-config.ts';
+import { killGateways, startGatewayOn8080 } from '../../helpers/gateway-process.ts';
 import { fire, outsideWindowEdge } from './traffic.ts';
 
 // `meshgate gateway --workers 2` with a local limit: the workers lease from the supervisor, so
@@ -24,12 +23,7 @@ describe('local rate limits across workers', () => {
     await outsideWindowEdge('Day');
     upstream = await startEchoServer('web');
     folder = await ConfigFolder.create({
-      'gateway.yaml': docs(
-        GATEWAY_CLASS,
-        gatewayYaml('default', 'edge', '    - { name: http, port: 8080, protocol: HTTP }'),
-      ),
-      'services.yaml': serviceYaml('default', 'web', upstream.port),
-      'routes.yaml': httpRouteYaml({ name: 'web', gateway: 'edge', backend: 'web' }),
+      ...webGatewayFiles(upstream.port),
       'quota.yaml': `apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: BackendTrafficPolicy
 metadata: { name: quota, namespace: default }
@@ -40,12 +34,7 @@ spec:
       rules:
         - limit: { requests: 60, unit: Day }`,
     });
-    const offset = await findPortOffset([8080]);
-    const gw = startGateway([
-      '--config',
-      folder.dir,
-      '--port-offset',
-      String(offset),
+    const { gw, url } = await startGatewayOn8080(folder.dir, [
       '--workers',
       '2',
       '--access-log',
@@ -53,7 +42,7 @@ spec:
     ]);
     await gw.ready();
     // A new connection per request: node:cluster hands connections to the workers in turn.
-    const statuses = await fire([`http://127.0.0.1:${8080 + offset}/`], 100, 4);
+    const statuses = await fire([`${url}/`], 100, 4);
     const admitted = statuses.filter((s) => s === 200).length;
     expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
     // Never over; under by at most the tokens a worker still holds (leases of 1 near the end).
