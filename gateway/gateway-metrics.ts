@@ -15,16 +15,8 @@
 // and rule, looked up when the view is compiled, kept across views so counters never go back);
 // the registry reads them when scraped. Each worker process has its own; the supervisor sums them.
 
-import {
-  histogramSamples,
-  registerCollectedMetric,
-  type MetricSample,
-} from '../shared/telemetry/metrics.ts';
-
-/** Seconds; the sidecar's buckets. */
-const DURATION_BUCKETS = [
-  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-] as const;
+import { registerCollectedMetric, type MetricSample } from '../shared/telemetry/metrics.ts';
+import { RequestCounts } from '../shared/telemetry/request-counts.ts';
 
 /** Response flags of an answer the upstream caused (shared/proxy/errors.ts). */
 const UPSTREAM_ERROR_FLAGS = new Set(['UF', 'UR', 'UT', 'UH', 'UO']);
@@ -32,50 +24,19 @@ const UPSTREAM_ERROR_FLAGS = new Set(['UF', 'UR', 'UT', 'UH', 'UO']);
 export const NO_ROUTE = 'none';
 
 /** The counts of one port, listener and route rule. */
-export class RouteMetrics {
-  /** status → flags → requests. */
-  private readonly requests = new Map<number, Map<string, number>>();
-  /** Per bucket, not cumulative; the last slot is over the largest bound. */
-  private readonly buckets = new Float64Array(DURATION_BUCKETS.length + 1);
-  private durationSum = 0;
-  private durationCount = 0;
+export class RouteMetrics extends RequestCounts {
   /** flag → requests. */
   private readonly upstreamErrors = new Map<string, number>();
 
-  constructor(readonly labels: { port: string; listener: string; route: string }) {}
+  constructor(override readonly labels: { port: string; listener: string; route: string }) {
+    super(labels);
+  }
 
   /** One finished request: status 0 when no response was started. */
-  record(status: number, flags: string, seconds: number): void {
-    let byFlags = this.requests.get(status);
-    if (!byFlags) this.requests.set(status, (byFlags = new Map()));
-    byFlags.set(flags, (byFlags.get(flags) ?? 0) + 1);
-    let i = 0;
-    while (i < DURATION_BUCKETS.length && seconds > (DURATION_BUCKETS[i] as number)) i++;
-    this.buckets[i] = (this.buckets[i] as number) + 1;
-    this.durationSum += seconds;
-    this.durationCount++;
+  override record(status: number, flags: string, seconds: number): void {
+    super.record(status, flags, seconds);
     if (flags !== '-' && UPSTREAM_ERROR_FLAGS.has(flags))
       this.upstreamErrors.set(flags, (this.upstreamErrors.get(flags) ?? 0) + 1);
-  }
-
-  requestSamples(out: MetricSample[]): void {
-    for (const [status, byFlags] of this.requests)
-      for (const [flags, value] of byFlags)
-        out.push({ value, labels: { ...this.labels, status: String(status), flags } });
-  }
-
-  durationSamples(out: MetricSample[]): void {
-    if (this.durationCount === 0) return;
-    out.push(
-      ...histogramSamples(
-        'meshgate_gateway_request_duration_seconds',
-        this.labels,
-        DURATION_BUCKETS,
-        this.buckets,
-        this.durationSum,
-        this.durationCount,
-      ),
-    );
   }
 
   upstreamErrorSamples(out: MetricSample[]): void {
@@ -134,7 +95,9 @@ registerCollectedMetric({
   name: 'meshgate_gateway_request_duration_seconds',
   help: 'Time from a request arriving at the edge gateway to its response ending, by listener port, listener and route rule.',
   type: 'histogram',
-  samples: fromRoutes((m, out) => m.durationSamples(out)),
+  samples: fromRoutes((m, out) =>
+    m.durationSamples('meshgate_gateway_request_duration_seconds', out),
+  ),
 });
 
 registerCollectedMetric({

@@ -2,22 +2,42 @@
 // the metrics port exposes. Names follow Istio's standard metrics where one fits
 // (istio_requests_total → meshgate_sidecar_requests_total, by direction instead of reporter).
 
-import { Counter, Gauge, Histogram } from 'prom-client';
-import { metricsRegistry } from '../../shared/telemetry/metrics.ts';
+import { Counter, Gauge } from 'prom-client';
+import {
+  metricsRegistry,
+  registerCollectedMetric,
+  type MetricSample,
+} from '../../shared/telemetry/metrics.ts';
+import { RequestCounts } from '../../shared/telemetry/request-counts.ts';
 
-export const requestsTotal = new Counter({
+/** Requests by direction: the hot path records into these plain numbers (request-counts.ts). */
+export const requestCounts = {
+  inbound: new RequestCounts({ direction: 'inbound' }),
+  outbound: new RequestCounts({ direction: 'outbound' }),
+} as const;
+
+registerCollectedMetric({
   name: 'meshgate_sidecar_requests_total',
   help: 'Requests handled by the sidecar, by direction (inbound, outbound), response status and response flags.',
-  labelNames: ['direction', 'status', 'flags'] as const,
-  registers: [metricsRegistry],
+  type: 'counter',
+  samples: () => {
+    const out: MetricSample[] = [];
+    requestCounts.inbound.requestSamples(out);
+    requestCounts.outbound.requestSamples(out);
+    return out;
+  },
 });
 
-export const requestDuration = new Histogram({
+registerCollectedMetric({
   name: 'meshgate_sidecar_request_duration_seconds',
   help: 'Time from a request arriving at the sidecar to its response ending, by direction.',
-  labelNames: ['direction'] as const,
-  buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-  registers: [metricsRegistry],
+  type: 'histogram',
+  samples: () => {
+    const out: MetricSample[] = [];
+    requestCounts.inbound.durationSamples('meshgate_sidecar_request_duration_seconds', out);
+    requestCounts.outbound.durationSamples('meshgate_sidecar_request_duration_seconds', out);
+    return out;
+  },
 });
 
 export const authzDenials = new Counter({

@@ -3,7 +3,7 @@
 
 import type { InflightRequests } from './inflight.ts';
 import type { SidecarRequest } from './request-context.ts';
-import { requestDuration, requestsTotal } from './sidecar-metrics.ts';
+import { requestCounts } from './sidecar-metrics.ts';
 
 export interface TrackDeps<R extends SidecarRequest> {
   direction: 'inbound' | 'outbound';
@@ -16,6 +16,7 @@ export interface TrackDeps<R extends SidecarRequest> {
 /** Counts `r` in flight until its response ends; returns the function that ends it early. */
 export function trackRequest<R extends SidecarRequest>(r: R, deps: TrackDeps<R>): () => void {
   const end = deps.inflight.begin();
+  const counts = requestCounts[deps.direction];
   let finished = false;
   const finish = () => {
     if (finished) return;
@@ -25,8 +26,7 @@ export function trackRequest<R extends SidecarRequest>(r: R, deps: TrackDeps<R>)
     const status = upgraded ? 101 : r.res.headersSent ? r.res.statusCode : 0;
     if (!upgraded && !r.res.writableFinished && r.flags === '-') r.flags = 'DC';
     const ms = deps.now() - r.startedAt;
-    requestsTotal.inc({ direction: deps.direction, status, flags: r.flags });
-    requestDuration.observe({ direction: deps.direction }, ms / 1000);
+    counts.record(status, r.flags, ms / 1000);
     deps.log(r, status, ms);
   };
   r.res.once('finish', finish);

@@ -143,10 +143,16 @@ export async function forwardWithPolicy(
                 retrying = true;
                 return true;
               },
-              responseHeaders: (status, headers) => {
-                if (hashed?.setCookie) appendHeader(headers, 'set-cookie', hashed.setCookie);
-                req.responseHeaders?.(status, headers);
-              },
+              // Only when there is something to change: without a hook the upstream's headers
+              // go to the client as they came (forward.ts).
+              ...(hashed?.setCookie || req.responseHeaders
+                ? {
+                    responseHeaders: (status: number, headers: HeaderMap) => {
+                      if (hashed?.setCookie) appendHeader(headers, 'set-cookie', hashed.setCookie);
+                      req.responseHeaders?.(status, headers);
+                    },
+                  }
+                : {}),
             },
           );
           return;

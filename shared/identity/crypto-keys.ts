@@ -104,10 +104,3 @@ export function randomSerialNumber(): string {
   bytes[0] = ((bytes[0] as number) & 0x7f) | 0x40;
   return Buffer.from(bytes).toString('hex');
 }
-
-/** Splits a PEM bundle into its certificate blocks, in order. */
-export function splitPemCertificates(pem: string): string[] {
-  return [...pem.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)].map(
-    (m) => `${m[0]}\n`,
-  );
-}

@@ -19,11 +19,11 @@ import {
   privateKeyToPem,
   publicKeyFromSpki,
   randomSerialNumber,
-  splitPemCertificates,
   x509,
   type SigningKey,
 } from './crypto-keys.ts';
 import { IdentityError } from './errors.ts';
+import { splitPemCertificates } from './pem.ts';
 import {
   DEFAULT_TRUST_DOMAIN,
   formatSpiffeId,

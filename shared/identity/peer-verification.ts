@@ -13,7 +13,7 @@ import {
   type TLSSocket,
   type TlsOptions,
 } from 'node:tls';
-import { splitPemCertificates } from './crypto-keys.ts';
+import { splitPemCertificates } from './pem.ts';
 import { IdentityError } from './errors.ts';
 import { DEFAULT_TRUST_DOMAIN, parseWorkloadSpiffeId, toWorkloadSpiffeId } from './spiffe.ts';
 

@@ -6,7 +6,7 @@
 
 import { EventEmitter } from 'node:events';
 import { createPrivateKey } from 'node:crypto';
-import { generateEcKeyPair, privateKeyToPem, x509 } from './crypto-keys.ts';
+import { createCsrInWorker } from './csr-worker.ts';
 import { IdentityError } from './errors.ts';
 import type { CertificateGrant } from './mesh-ca.ts';
 import {
@@ -27,14 +27,7 @@ export interface WorkloadCsr {
  * readability only; the CA sets the SAN from the identity it authenticated.
  */
 export async function createWorkloadCsr(identity: WorkloadIdentityInput): Promise<WorkloadCsr> {
-  const spiffeId = workloadSpiffeId(identity);
-  const keys = await generateEcKeyPair();
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    keys,
-    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }])],
-  });
-  return { keyPem: await privateKeyToPem(keys.privateKey), csrPem: `${csr.toString('pem')}\n` };
+  return createCsrInWorker(workloadSpiffeId(identity));
 }
 
 /**

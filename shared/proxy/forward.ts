@@ -3,11 +3,11 @@
 // is slow; it reads the request body only as fast as the upstream takes it). Errors are raised as
 // ProxyErrors; whether a response had started decides if the client gets a problem or a reset.
 
-import type { IncomingHttpHeaders } from 'node:http';
+import { ServerResponse, type IncomingHttpHeaders } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ProxyError } from './errors.ts';
-import { responseHeadersForClient, type HeaderMap } from './headers.ts';
+import { headerObject, rawResponseHeaders, responseHeaderMap, type HeaderMap } from './headers.ts';
 
 /** What HTTP/1's ServerResponse and HTTP/2's compatibility response have in common. */
 export interface ClientResponse {
@@ -94,7 +94,7 @@ export function forward(
               headersTimeout: 0,
               bodyTimeout: 0,
             },
-        exchange,
+        exchange as unknown as Dispatcher.DispatchHandler,
       );
     } catch (err) {
       exchange.finish(classify(err as Error, req.origin));
@@ -107,9 +107,15 @@ const NO_HOOKS: ForwardHooks = {};
 /**
  * One upstream exchange as undici's dispatch handler. A class rather than an object of closures:
  * the request path creates one object per request, not one function per callback.
+ *
+ * It implements the handler interface undici calls internally (onConnect, onHeaders, onData…)
+ * rather than the newer onRequestStart/onResponseStart one, which undici adapts to the former by
+ * wrapping every handler and parsing the raw header list into an object on each response. Here
+ * the raw list goes to the client as it is, filtered, unless a hook wants to edit it.
  */
-class ForwardExchange implements Dispatcher.DispatchHandler {
-  private controller: Dispatcher.DispatchController | undefined = undefined;
+class ForwardExchange {
+  private abortUpstream: ((err: Error) => void) | undefined = undefined;
+  private resume: (() => void) | undefined = undefined;
   private timer: NodeJS.Timeout | undefined = undefined;
   private status = 0;
   private bytes = 0;
@@ -133,11 +139,11 @@ class ForwardExchange implements Dispatcher.DispatchHandler {
    * end settles the exchange (and drops this listener) before the response's 'close'.
    */
   private readonly onClientClose = (): void => {
-    this.controller?.abort(new ProxyError('MG_ERR_UPSTREAM_RESET', 'client closed the connection'));
+    this.abortUpstream?.(new ProxyError('MG_ERR_UPSTREAM_RESET', 'client closed the connection'));
   };
 
   private readonly onTimeout = (): void => {
-    this.controller?.abort(
+    this.abortUpstream?.(
       new ProxyError(
         'MG_ERR_UPSTREAM_TIMEOUT',
         `no complete response from ${this.req.origin} within ${this.req.timeoutMs} ms`,
@@ -147,7 +153,7 @@ class ForwardExchange implements Dispatcher.DispatchHandler {
 
   private readonly onDrain = (): void => {
     this.draining = false;
-    this.controller?.resume();
+    this.resume?.();
   };
 
   finish(err?: Error): void {
@@ -160,59 +166,60 @@ class ForwardExchange implements Dispatcher.DispatchHandler {
     else this.resolve({ status: this.status, bytes: this.bytes });
   }
 
-  onRequestStart(c: Dispatcher.DispatchController): void {
-    this.controller = c;
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortUpstream = abort;
   }
 
-  onResponseStart(
-    c: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: IncomingHttpHeaders,
-  ): void {
-    if (statusCode < 200) return; // 1xx: informational, not forwarded
+  onHeaders(statusCode: number, raw: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true; // 1xx: informational, not forwarded
     if (this.hooks.retryOn?.(statusCode)) {
-      c.abort(new RetryableResponse(statusCode));
-      return;
+      this.abortUpstream?.(new RetryableResponse(statusCode));
+      return true;
     }
     this.status = statusCode;
-    const out = responseHeadersForClient(headers);
-    this.hooks.responseHeaders?.(statusCode, out);
-    this.res.writeHead(statusCode, out as Record<string, string | string[]>);
-  }
-
-  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.bytes += chunk.length;
-    if (!this.res.write(chunk) && !this.draining) {
-      c.pause();
-      this.draining = true;
-      this.res.once('drain', this.onDrain);
+    this.resume = resume;
+    const res = this.res;
+    const edit = this.hooks.responseHeaders;
+    // A flat [name, value, …] list goes straight into HTTP/1's header block; it is only safe when
+    // nothing was set on the response before (writeHead would then set() each name, keeping one
+    // value of a repeated header such as Set-Cookie).
+    if (edit === undefined && res instanceof ServerResponse && res.getHeaderNames().length === 0)
+      res.writeHead(statusCode, rawResponseHeaders(raw));
+    else {
+      const out = responseHeaderMap(raw);
+      edit?.(statusCode, out);
+      res.writeHead(statusCode, out);
     }
+    return true;
   }
 
-  onResponseEnd(_c: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
-    if (trailers && Object.keys(trailers).length > 0)
-      this.res.addTrailers(trailers as Record<string, string>);
+  onData(chunk: Buffer): boolean {
+    this.bytes += chunk.length;
+    if (this.res.write(chunk) || this.draining) return true;
+    this.draining = true;
+    this.res.once('drain', this.onDrain);
+    return false;
+  }
+
+  onComplete(trailers: Buffer[] | null): void {
+    if (trailers && trailers.length > 0)
+      this.res.addTrailers(headerObject(trailers) as Record<string, string>);
     this.res.end();
     this.finish();
   }
 
-  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+  onError(err: Error): void {
     this.finish(classify(err, this.req.origin));
   }
 
-  onRequestUpgrade(
-    _c: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: IncomingHttpHeaders,
-    socket: Duplex,
-  ): void {
+  onUpgrade(statusCode: number, raw: Buffer[], socket: Duplex): void {
     if (!this.hooks.onUpgrade) {
       socket.destroy();
       this.finish(new ProxyError('MG_ERR_UPSTREAM_RESET', `${this.req.origin} switched protocols`));
       return;
     }
     this.status = statusCode;
-    this.hooks.onUpgrade(statusCode, headers, socket);
+    this.hooks.onUpgrade(statusCode, headerObject(raw), socket);
     this.finish();
   }
 }

@@ -79,10 +79,7 @@ export function readClientHeaders(raw: readonly string[]): ClientHeaders {
         continue;
     }
     if (HOP_BY_HOP.has(name)) continue;
-    const prev = headers[name];
-    if (prev === undefined) headers[name] = value;
-    else if (Array.isArray(prev)) prev.push(value);
-    else headers[name] = [prev, value];
+    addValue(headers, name, value);
   }
   if (connection)
     for (const token of connection.split(',')) delete headers[token.trim().toLowerCase()];
@@ -96,20 +93,71 @@ export function requestIdFor(given: string | undefined): string {
   return given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
 }
 
-/** Response headers for the client: hop-by-hop removed; for HTTP/2, nothing connection-specific. */
-export function responseHeadersForClient(upstream: IncomingHttpHeaders): HeaderMap {
-  const out: HeaderMap = {};
-  const connection = upstream.connection;
-  const named =
-    typeof connection === 'string'
-      ? new Set(connection.split(',').map((t) => t.trim().toLowerCase()))
-      : undefined;
-  for (const name in upstream) {
-    const value = upstream[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name)) continue;
-    out[name] = value;
+/**
+ * Adds the header names a Connection header value lists to `named`, leaving out those that are
+ * hop-by-hop anyway ("keep-alive", "close"…), so that the usual value costs no second pass.
+ */
+function connectionNamed(value: string, named: Set<string> | undefined): Set<string> | undefined {
+  for (const t of value.split(',')) {
+    const token = t.trim().toLowerCase();
+    if (token !== 'close' && !HOP_BY_HOP.has(token)) (named ??= new Set()).add(token);
   }
+  return named;
+}
+
+/**
+ * An upstream response's raw header list (undici's name, value, … Buffers) as the flat string
+ * list HTTP/1's writeHead takes, hop-by-hop headers removed (RFC 9110 §7.6.1).
+ */
+export function rawResponseHeaders(raw: readonly Buffer[]): string[] {
+  let named: Set<string> | undefined;
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as Buffer).toString('latin1');
+    const lower = name.toLowerCase();
+    const value = (raw[i + 1] as Buffer).toString('latin1');
+    if (!HOP_BY_HOP.has(lower)) out.push(name, value);
+    else if (lower === 'connection') named = connectionNamed(value, named);
+  }
+  if (!named) return out;
+  const kept: string[] = [];
+  for (let i = 0; i < out.length; i += 2)
+    if (!named.has((out[i] as string).toLowerCase()))
+      kept.push(out[i] as string, out[i + 1] as string);
+  return kept;
+}
+
+/** The same, as a map of lower-case names for a hook to edit; repeated names become lists. */
+export function responseHeaderMap(raw: readonly Buffer[]): HeaderMap {
+  let named: Set<string> | undefined;
+  const out: HeaderMap = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as Buffer).toString('latin1').toLowerCase();
+    const value = (raw[i + 1] as Buffer).toString('latin1');
+    if (!HOP_BY_HOP.has(name)) addValue(out, name, value);
+    else if (name === 'connection') named = connectionNamed(value, named);
+  }
+  if (named) for (const name of named) delete out[name];
   return out;
+}
+
+/** A raw header list (trailers, an upgrade's 101) as Node's header object, nothing removed. */
+export function headerObject(raw: readonly Buffer[]): IncomingHttpHeaders {
+  const out: HeaderMap = {};
+  for (let i = 0; i < raw.length; i += 2)
+    addValue(
+      out,
+      (raw[i] as Buffer).toString('latin1').toLowerCase(),
+      (raw[i + 1] as Buffer).toString('latin1'),
+    );
+  return out;
+}
+
+function addValue(headers: HeaderMap, name: string, value: string): void {
+  const prev = headers[name];
+  if (prev === undefined) headers[name] = value;
+  else if (Array.isArray(prev)) prev.push(value);
+  else headers[name] = [prev, value];
 }
 
 export interface HeaderOps {

@@ -88,10 +88,14 @@ function chooseBackend(
       startedAt: r.startedAt,
       hash: r,
       connectionKey: () => `${r.clientAddress}:${r.clientPort}|${r.localAddress}`,
-      responseHeaders: (_status, h) => {
-        if (rule.responseHeaders) applyHeaderOps(h, rule.responseHeaders);
-        if (backend.responseHeaders) applyHeaderOps(h, backend.responseHeaders);
-      },
+      ...(rule.responseHeaders || backend.responseHeaders
+        ? {
+            responseHeaders: (_status: number, h: HeaderMap) => {
+              if (rule.responseHeaders) applyHeaderOps(h, rule.responseHeaders);
+              if (backend.responseHeaders) applyHeaderOps(h, backend.responseHeaders);
+            },
+          }
+        : {}),
       onUpstream: (origin) => {
         r.upstream = origin;
       },
