@@ -44,7 +44,7 @@ import {
 import { meshgateRunsFrom, type MeshgateBuild } from './lib/meshgate-build.ts';
 import { startNginx } from './lib/nginx.ts';
 import { checkAnswersLikeUpstream, freePort } from './lib/probe.ts';
-import { benchRows, summaries } from './lib/results.ts';
+import { benchRows } from './lib/results.ts';
 import { runWrk } from './lib/wrk.ts';
 import { issueBaselineTls, type BaselineTls } from './mesh/baseline-certificates.ts';
 import {
@@ -352,7 +352,7 @@ export async function runMeshBench(): Promise<BenchRow[]> {
     },
   });
   const from = (['sources', 'custom', 'dist'] as const).find((b) => meshgateFrom.has(b));
-  const checks = checkMeshTargets(summaries(results), sidecarMemory, from);
+  const checks = checkMeshTargets(results, sidecarMemory, from);
   const report = markdownReport(results, checks, {
     ...conditions,
     meshgateFrom: from,

@@ -107,6 +107,23 @@ export function summarize(r: RowResult): Summary | undefined {
   };
 }
 
+/**
+ * The median over rounds of `f(a's sample, b's sample)` for two rows measured in the same rounds:
+ * each pair was measured seconds apart, under the same conditions, so a machine that is slower
+ * in one round than in another moves both. Undefined unless both rows have every round.
+ */
+export function pairedMedian(
+  results: RowResult[],
+  a: string,
+  b: string,
+  f: (a: Sample, b: Sample) => number,
+): number | undefined {
+  const ra = results.find((r) => r.id === a)?.samples;
+  const rb = results.find((r) => r.id === b)?.samples;
+  if (!ra || !rb || ra.length === 0 || ra.length !== rb.length) return undefined;
+  return median(ra.map((s, i) => f(s, rb[i] as Sample)));
+}
+
 export function summaries(results: RowResult[]): Map<string, Summary | undefined> {
   return new Map(results.map((r) => [r.id, summarize(r)]));
 }

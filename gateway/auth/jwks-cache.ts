@@ -3,7 +3,7 @@
 // at most once per cooldown, and served stale while the JWKS endpoint is down.
 
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
-import { request } from 'undici';
+import * as undici from '../../shared/proxy/undici-core.ts';
 
 export interface JwksCacheOptions {
   now: () => number;
@@ -74,7 +74,7 @@ export class JwksCache {
   private async fetch(e: Entry): Promise<void> {
     e.lastAttempt = this.options.now();
     try {
-      const res = await request(e.uri, {
+      const res = await undici.request(e.uri, {
         headersTimeout: this.options.fetchTimeoutMs,
         bodyTimeout: this.options.fetchTimeoutMs,
       });

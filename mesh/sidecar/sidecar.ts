@@ -11,7 +11,8 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
+import * as undici from '../../shared/proxy/undici-core.ts';
 import { JwksCache } from '../../gateway/auth/jwks-cache.ts';
 import type { InboundDecision } from '../../shared/authz/evaluate.ts';
 import { DiscoveryClient, type ApplyResult } from '../../shared/discovery/client.ts';
@@ -99,7 +100,7 @@ export class Sidecar implements SidecarAdminSource {
       },
     });
     const appOrigin = `http://127.0.0.1:${workload.appPort}`;
-    this.appPool = new Pool(appOrigin, {
+    this.appPool = new undici.Pool(appOrigin, {
       connections: 128,
       pipelining: 1,
       keepAliveTimeout: 60_000,

@@ -30,7 +30,8 @@
 // its own undici Pool per endpoint, one per distinct set of settings, owned by BackendPolicies and
 // carried over reloads like the rest of the state; everything else uses the shared pools.
 
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
+import * as undici from '../proxy/undici-core.ts';
 import type { BackendTrafficPolicySpec } from '../config/schemas/envoy-gateway.ts';
 import { durationToMs } from '../config/duration.ts';
 import { DEFAULT_UPSTREAM_POOL_OPTIONS } from '../proxy/upstream-pools.ts';
@@ -353,7 +354,7 @@ export interface BackendPolicyRuntime {
 const DEFAULT_RUNTIME: BackendPolicyRuntime = {
   timers: backgroundTimers,
   random: Math.random,
-  createPool: (origin, options) => new Pool(origin, options),
+  createPool: (origin, options) => new undici.Pool(origin, options),
 };
 
 export interface BackendPolicySnapshot {

@@ -38,7 +38,8 @@ import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import pino, { type Logger } from 'pino';
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
+import * as undici from '../proxy/undici-core.ts';
 import type { CertificateGrant } from '../identity/mesh-ca.ts';
 import { secureContextOptions, uriSubjectAltNames } from '../identity/peer-verification.ts';
 import { DEFAULT_TRUST_DOMAIN, parseSpiffeId } from '../identity/spiffe.ts';
@@ -171,7 +172,7 @@ export class DiscoveryClient extends EventEmitter<DiscoveryClientEvents> {
     if (this.base.protocol !== 'https:')
       throw new RangeError(`controlPlaneUrl ${options.controlPlaneUrl}: expected https://`);
     this.firstView = new Promise((resolve) => (this.resolveFirstView = resolve));
-    this.bootstrapAgent = new Agent({ connect: { ca: options.rootCaPem } });
+    this.bootstrapAgent = new undici.Agent({ connect: { ca: options.rootCaPem } });
     const trustDomain =
       options.trustDomain ?? trustDomainOfRoot(options.rootCaPem) ?? DEFAULT_TRUST_DOMAIN;
     this.renewer = new WorkloadCertificateRenewer({
@@ -265,7 +266,7 @@ export class DiscoveryClient extends EventEmitter<DiscoveryClientEvents> {
       const tls = secureContextOptions(credentials);
       this.agent = {
         credentials,
-        agent: new Agent({ connect: { ...tls, ca: this.options.rootCaPem } }),
+        agent: new undici.Agent({ connect: { ...tls, ca: this.options.rootCaPem } }),
       };
     }
     return this.agent.agent;
@@ -289,7 +290,7 @@ export class DiscoveryClient extends EventEmitter<DiscoveryClientEvents> {
     agent: Agent,
     headers: Record<string, string> = {},
   ): Promise<unknown> {
-    const res = await request(this.url(path), {
+    const res = await undici.request(this.url(path), {
       method: 'POST',
       dispatcher: agent,
       headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
@@ -347,7 +348,7 @@ export class DiscoveryClient extends EventEmitter<DiscoveryClientEvents> {
           ? { currentVersion: this.view.version, knownMeshEndpoints: this.view.meshEndpoints }
           : {}),
       };
-      const res = await request(this.url('/v1/stream'), {
+      const res = await undici.request(this.url('/v1/stream'), {
         method: 'POST',
         dispatcher: this.mtlsAgent(),
         headers: { 'content-type': 'application/json', accept: 'application/x-ndjson' },

@@ -207,6 +207,14 @@ const MESH_MIN_TLS_VERSION = 'TLSv1.3';
  * Key, certificate chain (the leaf and intermediates; the root is the peer's own trust anchor, so
  * it is not sent) and CA. What `server.setSecureContext()` takes on rotation.
  */
+/**
+ * TLS 1.3 suites in our order of preference: AES-128-GCM first, as BoringSSL (Envoy) orders them
+ * on CPUs with AES instructions; OpenSSL's default puts AES-256-GCM first, which costs more per
+ * record for no gain inside the mesh.
+ */
+export const MESH_TLS13_CIPHERSUITES =
+  'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
+
 export function secureContextOptions(credentials: MtlsCredentials): SecureContextOptions {
   const root = credentials.rootPem.trim();
   const sent = credentials.chainPem.filter((pem) => pem.trim() !== root);
@@ -215,6 +223,7 @@ export function secureContextOptions(credentials: MtlsCredentials): SecureContex
     cert: sent.join(''),
     ca: credentials.rootPem,
     minVersion: MESH_MIN_TLS_VERSION,
+    ciphers: MESH_TLS13_CIPHERSUITES,
   };
 }
 

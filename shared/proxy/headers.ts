@@ -98,6 +98,7 @@ export function requestIdFor(given: string | undefined): string {
  * hop-by-hop anyway ("keep-alive", "close"…), so that the usual value costs no second pass.
  */
 function connectionNamed(value: string, named: Set<string> | undefined): Set<string> | undefined {
+  if (value === 'keep-alive' || value === 'close') return named;
   for (const t of value.split(',')) {
     const token = t.trim().toLowerCase();
     if (token !== 'close' && !HOP_BY_HOP.has(token)) (named ??= new Set()).add(token);

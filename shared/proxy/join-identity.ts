@@ -6,7 +6,7 @@
 
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { Agent, request } from 'undici';
+import * as undici from './undici-core.ts';
 import type { CertificateGrant } from '../identity/mesh-ca.ts';
 import { identityFromCertificate } from '../identity/peer-verification.ts';
 import { createWorkloadCsr } from '../identity/workload-identity.ts';
@@ -35,7 +35,7 @@ export class JoinTokenRefused extends Error {
 }
 
 export async function joinTokenIdentity(options: JoinIdentityOptions): Promise<JoinIdentity> {
-  const agent = new Agent({ connect: { ca: options.rootCaPem } });
+  const agent = new undici.Agent({ connect: { ca: options.rootCaPem } });
   const base = options.controlPlaneUrl.replace(/\/+$/, '');
   try {
     for (let attempt = 1; ; attempt++) {
@@ -44,7 +44,7 @@ export async function joinTokenIdentity(options: JoinIdentityOptions): Promise<J
         const token = (await readFile(options.tokenFile, 'utf8')).trim();
         // Any well-formed name: the CA ignores it.
         const csr = await createWorkloadCsr({ namespace: 'unknown', serviceAccount: 'unknown' });
-        const res = await request(`${base}/v1/certificates`, {
+        const res = await undici.request(`${base}/v1/certificates`, {
           method: 'POST',
           dispatcher: agent,
           headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },

@@ -12,7 +12,8 @@
 // no connection outlives the certificate it was made with by more than one request's time.
 
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { buildConnector, Dispatcher, Pool } from 'undici';
+import type { buildConnector, Dispatcher, Pool } from 'undici';
+import * as undici from './undici-core.ts';
 import {
   createCheckServerIdentity,
   expectPeers,
@@ -122,7 +123,7 @@ export class MeshPools {
       });
     const { connectTimeoutMs, ...poolSettings } = settings;
     const timeout = connectTimeoutMs ?? this.options.connectTimeoutMs;
-    const connector = buildConnector({
+    const connector = undici.buildConnector({
       timeout,
       // No TLS session resumption: every connection proves its identity with a full handshake,
       // and a resumed session would outlive a rotation of the certificate it was made with.
@@ -138,7 +139,7 @@ export class MeshPools {
       ),
     } as buildConnector.BuildOptions);
     const onHandshake = this.settings.onHandshake;
-    return new Pool(origin, {
+    return new undici.Pool(origin, {
       connections: this.options.connections,
       keepAliveTimeout: this.options.keepAliveTimeoutMs,
       keepAliveMaxTimeout: this.options.keepAliveTimeoutMs,
@@ -156,7 +157,7 @@ export class MeshPools {
 }
 
 /** A stable dispatcher for one peer whose Pool is replaced when the credentials rotate. */
-class MeshDispatcher extends Dispatcher {
+class MeshDispatcher extends undici.Dispatcher {
   private pool: Pool | undefined;
   private closed = false;
 
@@ -178,12 +179,10 @@ class MeshDispatcher extends Dispatcher {
       throw Object.assign(new Error('dispatcher closed'), { code: 'UND_ERR_CLOSED' });
     this.pool ??= this.owner.openPool(this.origin, this.spiffeId, this.settings);
     // undici's Request takes `servername` (the SNI) from its options, else from the Host header.
-    return this.pool.dispatch(
-      this.servername === undefined
-        ? opts
-        : ({ ...opts, servername: this.servername } as Dispatcher.DispatchOptions),
-      handler,
-    );
+    // Set on the caller's object, which is made for this one dispatch (forward.ts).
+    if (this.servername !== undefined)
+      (opts as Dispatcher.DispatchOptions & { servername?: string }).servername = this.servername;
+    return this.pool.dispatch(opts, handler);
   }
 
   /** New requests get a new Pool; the old one finishes what it holds, then closes. */

@@ -1,7 +1,8 @@
 // One undici Pool per upstream endpoint, kept across config reloads so keep-alive connections
 // survive them; pools whose endpoint left the config are closed gracefully.
 
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
+import * as undici from './undici-core.ts';
 
 export interface UpstreamPoolOptions {
   /** Connections per endpoint (the per-endpoint connection limit). */
@@ -23,7 +24,7 @@ export class UpstreamPools {
   get(origin: string): Pool {
     let pool = this.pools.get(origin);
     if (!pool) {
-      pool = new Pool(origin, {
+      pool = new undici.Pool(origin, {
         connections: this.options.connections,
         keepAliveTimeout: this.options.keepAliveTimeoutMs,
         keepAliveMaxTimeout: this.options.keepAliveTimeoutMs,

@@ -95,6 +95,8 @@ async function startGreeter(
 
 interface Outcome {
   secureConnected: boolean;
+  cipher: string | undefined;
+  protocol: string | null | undefined;
   serverIdentity: PeerIdentity | undefined;
   received: string;
   error: Error | undefined;
@@ -105,12 +107,16 @@ function exchange(port: number, options: ConnectionOptions): Promise<Outcome> {
   return new Promise((resolve) => {
     const outcome: Outcome = {
       secureConnected: false,
+      cipher: undefined,
+      protocol: undefined,
       serverIdentity: undefined,
       received: '',
       error: undefined,
     };
     const socket = connect({ host: '127.0.0.1', port, ...options }, () => {
       outcome.secureConnected = true;
+      outcome.cipher = socket.getCipher().name;
+      outcome.protocol = socket.getProtocol();
       const cert = socket.getPeerX509Certificate();
       outcome.serverIdentity = cert ? identityFromCertificate(cert) : undefined;
     });
@@ -145,6 +151,9 @@ describe('mutual TLS between mesh workloads', () => {
     const outcome = await exchange(server.port, mtlsClientOptions(productpage, expectReviews()));
     expect(outcome.error).toBeUndefined();
     expect(outcome.secureConnected).toBe(true);
+    // TLS 1.3 with AES-128-GCM, not OpenSSL's default first choice AES-256-GCM.
+    expect(outcome.protocol).toBe('TLSv1.3');
+    expect(outcome.cipher).toBe('TLS_AES_128_GCM_SHA256');
     expect(outcome.serverIdentity?.spiffeId).toBe('spiffe://cluster.local/ns/default/sa/reviews');
     expect(outcome.received).toBe('hello cluster.local/ns/default/sa/productpage\n');
     expect(server.accepted).toEqual([
