@@ -232,8 +232,13 @@ async function controlPlane(h: MeshHarness): Promise<ControlPlane> {
 
 /** RSS now, of every sidecar of `row`, into `field`. */
 function sampleSidecars(h: MeshHarness, row: string, field: 'idle' | 'warm'): void {
-  for (const s of h.sidecars)
-    if (s.row === row) s.memory[field] = processMemory(s.sidecar.proc.child.pid)?.rssBytes;
+  for (const s of h.sidecars) {
+    if (s.row !== row) continue;
+    const m = processMemory(s.sidecar.proc.child.pid);
+    s.memory[field] = m?.rssBytes;
+    if (field === 'idle' && m)
+      Object.assign(s.memory, { idleAnon: m.anonBytes, idleFile: m.fileBytes });
+  }
 }
 
 function meshRow(id: string, name: string, app: string): RowSpec<MeshHarness> {

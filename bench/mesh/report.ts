@@ -35,8 +35,10 @@ export interface SidecarMemory {
   name: string;
   /** Services in its view (from its /config_dump). */
   services: number | undefined;
-  /** RSS once ready and one request through (bytes). */
+  /** RSS once ready and one request through (bytes), and its private and file-backed parts. */
   idle?: number;
+  idleAnon?: number;
+  idleFile?: number;
   /** After a warm-up at 50 connections. */
   warm?: number;
   /** After every round. */
@@ -207,12 +209,12 @@ function memoryTables(ctx: MeshReportContext): string[] {
       '',
       `Sidecar memory (VmRSS from /proc; peak = VmHWM, the most resident since the process started):`,
       '',
-      '| sidecar | row | Services in view | RSS idle | after warm-up | after load | of which anon / file | peak |',
-      '|---|---|--:|--:|--:|--:|--:|--:|',
+      '| sidecar | row | Services in view | RSS idle (anon / file) | after warm-up | after load (anon / file) | peak |',
+      '|---|---|--:|--:|--:|--:|--:|',
     );
     for (const m of ctx.sidecars)
       lines.push(
-        `| ${m.name} | ${m.row} | ${m.services ?? '–'} | ${fmtMb(m.idle)} | ${fmtMb(m.warm)} | ${fmtMb(m.load)} | ${fmtMb(m.loadAnon)} / ${fmtMb(m.loadFile)} | ${fmtMb(m.peak)} |`,
+        `| ${m.name} | ${m.row} | ${m.services ?? '–'} | ${fmtMb(m.idle)} (${fmtMb(m.idleAnon)} / ${fmtMb(m.idleFile)}) | ${fmtMb(m.warm)} | ${fmtMb(m.load)} (${fmtMb(m.loadAnon)} / ${fmtMb(m.loadFile)}) | ${fmtMb(m.peak)} |`,
       );
     lines.push(
       '',
