@@ -149,24 +149,22 @@ export function fmtPercent(x: number): string {
  * rows' summaries (all present, else "not measured") and marks the check disturbed when another
  * process took CPU while any of those rows was measured.
  */
-export function targetChecker(all: Map<string, Summary | undefined>) {
+export function targetChecker(all: Map<string, Summary | undefined>, results: RowResult[] = []) {
   const checks: TargetCheck[] = [];
   const disturbed = (ids: readonly string[]) =>
     ids.some((id) => (all.get(id)?.foreignMax ?? 0) >= DISTURBED_CORES);
-  const check = (
+  const record = (
     target: string,
     ids: readonly string[],
-    measure: (...rows: Summary[]) => number,
+    x: number | undefined,
     ok: (x: number) => boolean,
     show: (x: number) => string,
     unit?: string,
   ): void => {
-    const rows = ids.map((id) => all.get(id));
-    if (rows.some((s) => s === undefined)) {
+    if (x === undefined) {
       checks.push({ target, measured: 'not measured', pass: undefined });
       return;
     }
-    const x = measure(...(rows as Summary[]));
     checks.push({
       target,
       measured: show(x),
@@ -176,7 +174,29 @@ export function targetChecker(all: Map<string, Summary | undefined>) {
       disturbed: disturbed(ids),
     });
   };
-  return { checks, check };
+  /** A target on the rows' medians. */
+  const check = (
+    target: string,
+    ids: readonly string[],
+    measure: (...rows: Summary[]) => number,
+    ok: (x: number) => boolean,
+    show: (x: number) => string,
+    unit?: string,
+  ): void => {
+    const rows = ids.map((id) => all.get(id));
+    const x = rows.some((s) => s === undefined) ? undefined : measure(...(rows as Summary[]));
+    record(target, ids, x, ok, show, unit);
+  };
+  /** A target on two rows compared round by round (pairedMedian of `results`). */
+  const paired = (
+    target: string,
+    ids: readonly [string, string],
+    measure: (a: Sample, b: Sample) => number,
+    ok: (x: number) => boolean,
+    show: (x: number) => string,
+    unit?: string,
+  ): void => record(target, ids, pairedMedian(results, ids[0], ids[1], measure), ok, show, unit);
+  return { checks, check, paired };
 }
 
 /** The notes every row gets: its problem, errors, the CPU others took. */

@@ -8,15 +8,12 @@ import {
   ratioTable,
   reportOpening,
   resultsTable,
-  pairedMedian,
   summaries,
   summarize,
   targetChecker,
-  DISTURBED_CORES,
   targetsTable,
   type RowResult,
   type RunConditions,
-  type Sample,
   type Summary,
   type TargetCheck,
 } from '../lib/results.ts';
@@ -79,30 +76,9 @@ export function checkMeshTargets(
   sidecars: SidecarMemory[],
   meshgateFrom: MeshReportContext['meshgateFrom'],
 ): TargetCheck[] {
-  const all = summaries(results);
-  const { checks, check } = targetChecker(all);
   // The throughput targets compare rows round by round (pairedMedian): on a shared machine the
   // speed of the CPU drifts between rounds more than the rows differ.
-  const paired = (
-    target: string,
-    ids: [string, string],
-    f: (a: Sample, b: Sample) => number,
-    ok: (x: number) => boolean,
-    show: (x: number) => string,
-    unit?: string,
-  ) => {
-    const x = pairedMedian(results, ids[0], ids[1], f);
-    if (x === undefined) checks.push({ target, measured: 'not measured', pass: undefined });
-    else
-      checks.push({
-        target,
-        measured: show(x),
-        pass: ok(x),
-        ratio: x,
-        ...(unit ? { unit } : {}),
-        disturbed: ids.some((id) => (all.get(id)?.foreignMax ?? 0) >= DISTURBED_CORES),
-      });
-  };
+  const { checks, check, paired } = targetChecker(summaries(results), results);
   paired(
     `meshgate mesh path (4) req/s @50 ≥ ${MESH_VS_NAIVE}x the naive baseline (2), median of the rounds' ratios`,
     ['4', '2'],
