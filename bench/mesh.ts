@@ -10,7 +10,8 @@
 //       inbound → upstream, with a real control plane and join tokens
 //   5   the same, sidecar B enforcing an AuthorizationPolicy of 50 rules (the matching one last)
 // and the sidecars' RSS with 100 generated Services (and EndpointSlices) in their view, read from
-// /proc when idle, after a warm-up, after every round, and their peak.
+// /proc when idle (10 s without traffic), after a warm-up, after every round, 10 s after the
+// last round, and their peak.
 //
 // Per row: wrk -t1 -c50 (req/s, p50, p99) and wrk -t1 -c1 (p50, p99), each after a warm-up;
 // every proxy runs from the start, and the rows are measured in interleaved rounds (medians).
@@ -43,7 +44,7 @@ import {
 } from './lib/loopback-bench.ts';
 import { meshgateRunsFrom, type MeshgateBuild } from './lib/meshgate-build.ts';
 import { startNginx } from './lib/nginx.ts';
-import { checkAnswersLikeUpstream, freePort } from './lib/probe.ts';
+import { checkAnswersLikeUpstream, freePort, sleep } from './lib/probe.ts';
 import { benchRows } from './lib/results.ts';
 import { runWrk } from './lib/wrk.ts';
 import { issueBaselineTls, type BaselineTls } from './mesh/baseline-certificates.ts';
@@ -230,6 +231,13 @@ async function controlPlane(h: MeshHarness): Promise<ControlPlane> {
   return h.controlPlane;
 }
 
+/**
+ * How long a sidecar sits without traffic before its idle RSS is read. V8 shrinks the heap it grew
+ * while starting (the young generation back to 1 MB) a few seconds after activity stops; read at
+ * once, the figure is that of a process that just did work (10 MB more, or 30).
+ */
+const IDLE_SETTLE_MS = 10_000;
+
 /** RSS now, of every sidecar of `row`, into `field`. */
 function sampleSidecars(h: MeshHarness, row: string, field: 'idle' | 'warm'): void {
   for (const s of h.sidecars) {
@@ -299,6 +307,7 @@ function meshRow(id: string, name: string, app: string): RowSpec<MeshHarness> {
           memory: { row: id, name: sidecar.proc.name, services: await servicesInView(sidecar) },
         });
       const wrkScript = hostHeaderScript(h.tmp, host);
+      await sleep(IDLE_SETTLE_MS);
       sampleSidecars(h, id, 'idle');
       await runWrk({
         wrk: h.tools.wrk,
@@ -351,6 +360,10 @@ export async function runMeshBench(): Promise<BenchRow[]> {
           });
         sidecarMemory.push(s.memory);
       }
+      // And once the load has stopped and the heap has had time to shrink again.
+      if (h.sidecars.length > 0) await sleep(IDLE_SETTLE_MS);
+      for (const s of h.sidecars)
+        s.memory.rested = processMemory(s.sidecar.proc.child.pid)?.rssBytes;
       for (const { row, target } of running)
         for (const p of target.procs)
           proxyMemory.push({ row: row.id, name: p.name, rss: groupRss(p.child.pid) });

@@ -32,7 +32,10 @@ export interface SidecarMemory {
   name: string;
   /** Services in its view (from its /config_dump). */
   services: number | undefined;
-  /** RSS once ready and one request through (bytes), and its private and file-backed parts. */
+  /**
+   * RSS once ready, one request through and 10 s without traffic (bytes), and its private and
+   * file-backed parts.
+   */
   idle?: number;
   idleAnon?: number;
   idleFile?: number;
@@ -43,6 +46,8 @@ export interface SidecarMemory {
   /** The private (anonymous) and file-backed parts of `load`. */
   loadAnon?: number;
   loadFile?: number;
+  /** 10 s after the last round. */
+  rested?: number;
   /** VmHWM at the end: the peak since start. */
   peak?: number;
 }
@@ -129,7 +134,7 @@ export function checkMeshTargets(
       });
     }
   };
-  rssCheck('idle (ready, one request through)', (m) => m.idle);
+  rssCheck('idle (ready, one request through, then 10 s without traffic)', (m) => m.idle);
   rssCheck('under load (after the warm-up at 50 connections and after the rounds)', steadyRss);
   return checks;
 }
@@ -185,12 +190,12 @@ function memoryTables(ctx: MeshReportContext): string[] {
       '',
       `Sidecar memory (VmRSS from /proc; peak = VmHWM, the most resident since the process started):`,
       '',
-      '| sidecar | row | Services in view | RSS idle (anon / file) | after warm-up | after load (anon / file) | peak |',
-      '|---|---|--:|--:|--:|--:|--:|',
+      '| sidecar | row | Services in view | RSS idle (anon / file) | after warm-up | after load (anon / file) | 10 s after load | peak |',
+      '|---|---|--:|--:|--:|--:|--:|--:|',
     );
     for (const m of ctx.sidecars)
       lines.push(
-        `| ${m.name} | ${m.row} | ${m.services ?? '–'} | ${fmtMb(m.idle)} (${fmtMb(m.idleAnon)} / ${fmtMb(m.idleFile)}) | ${fmtMb(m.warm)} | ${fmtMb(m.load)} (${fmtMb(m.loadAnon)} / ${fmtMb(m.loadFile)}) | ${fmtMb(m.peak)} |`,
+        `| ${m.name} | ${m.row} | ${m.services ?? '–'} | ${fmtMb(m.idle)} (${fmtMb(m.idleAnon)} / ${fmtMb(m.idleFile)}) | ${fmtMb(m.warm)} | ${fmtMb(m.load)} (${fmtMb(m.loadAnon)} / ${fmtMb(m.loadFile)}) | ${fmtMb(m.rested)} | ${fmtMb(m.peak)} |`,
       );
     lines.push(
       '',
