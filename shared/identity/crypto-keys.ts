@@ -1,6 +1,7 @@
 // Keys for the mesh: EC P-256 by default (fast TLS handshakes, small certificates), RSA accepted
-// where an operator supplies an existing root or a proxy sends an RSA CSR. Certificates and CSRs
-// are built with @peculiar/x509 on Node's WebCrypto; everything else uses node:crypto.
+// where an operator supplies an existing root or a proxy sends an RSA CSR. The CA's certificates
+// are built with @peculiar/x509 on Node's WebCrypto (a proxy's CSR too, in a worker:
+// csr-worker.ts); everything else uses node:crypto.
 
 // @peculiar/x509 2.x resolves its algorithm providers through tsyringe, which needs the Reflect
 // metadata API; reflect-metadata installs it (the library leaves the choice of polyfill to us).

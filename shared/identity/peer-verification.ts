@@ -212,7 +212,7 @@ const MESH_MIN_TLS_VERSION = 'TLSv1.3';
  * on CPUs with AES instructions; OpenSSL's default puts AES-256-GCM first, which costs more per
  * record for no gain inside the mesh.
  */
-export const MESH_TLS13_CIPHERSUITES =
+const MESH_TLS13_CIPHERSUITES =
   'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
 
 export function secureContextOptions(credentials: MtlsCredentials): SecureContextOptions {

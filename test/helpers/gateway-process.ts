@@ -5,7 +5,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Pool } from 'undici';
+import { afterEach } from 'vitest';
 import { REPO } from './cli.ts';
+import type { ConfigFolder } from './config-folder.ts';
+import type { EchoServer } from './echo-server.ts';
 import { findPortOffset } from './ports.ts';
 
 export interface LogLine {
@@ -183,6 +186,28 @@ export function startGateway(args: string[]): GatewayProcess {
 /** For afterEach: kills every gateway a test left running. */
 export async function killGateways(): Promise<void> {
   await Promise.all([...running].map((p) => p.kill()));
+}
+
+/** What a gateway process test starts besides the gateway: its upstream and config folder. */
+export interface GatewayTestFixtures {
+  upstream?: EchoServer;
+  folder?: ConfigFolder;
+}
+
+/**
+ * Holds a test file's upstream and config folder, and after each test kills every gateway, closes
+ * the upstream and removes the folder. Call once at the top of the file.
+ */
+export function gatewayTestFixtures(): GatewayTestFixtures {
+  const fx: GatewayTestFixtures = {};
+  afterEach(async () => {
+    await killGateways();
+    await fx.upstream?.close();
+    await fx.folder?.remove();
+    delete fx.upstream;
+    delete fx.folder;
+  });
+  return fx;
 }
 
 /** Whether a process id is alive (signal 0 checks without sending). */

@@ -3,9 +3,9 @@
 // counts the supervisor serves are the sums over the workers, per route rule, status and flags.
 
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigFolder, httpRouteYaml } from '../../helpers/config-folder.ts';
-import { startEchoServer, type EchoServer } from '../../helpers/echo-server.ts';
+import { startEchoServer } from '../../helpers/echo-server.ts';
 import {
   docs,
   GATEWAY_CLASS,
@@ -13,18 +13,10 @@ import {
   serviceYaml,
   webGatewayFiles,
 } from '../../helpers/gateway-config.ts';
-import { killGateways, startGatewayOn8080 } from '../../helpers/gateway-process.ts';
+import { gatewayTestFixtures, startGatewayOn8080 } from '../../helpers/gateway-process.ts';
 import { freePort } from '../../helpers/ports.ts';
 
-let upstream: EchoServer | undefined;
-let folder: ConfigFolder | undefined;
-
-afterEach(async () => {
-  await killGateways();
-  await upstream?.close();
-  await folder?.remove();
-  upstream = folder = undefined;
-});
+const fx = gatewayTestFixtures();
 
 /** The value of the sample whose name and labels are exactly these (label order as written). */
 function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
@@ -37,15 +29,15 @@ function sample(text: string, name: string, labels: Record<string, string>): num
 
 describe('GET /metrics with two workers', () => {
   it('sums the requests, durations, upstream errors, rate limits and connections of both workers', async () => {
-    upstream = await startEchoServer('web');
+    fx.upstream = await startEchoServer('web');
     const closedPort = await freePort();
-    folder = await ConfigFolder.create({
+    fx.folder = await ConfigFolder.create({
       'gateway.yaml': docs(
         GATEWAY_CLASS,
         gatewayYaml('default', 'edge', '    - { name: http, port: 8080, protocol: HTTP }'),
       ),
       'services.yaml': docs(
-        serviceYaml('default', 'web', upstream.port),
+        serviceYaml('default', 'web', fx.upstream.port),
         serviceYaml('default', 'down', closedPort),
       ),
       'routes.yaml': docs(
@@ -61,7 +53,7 @@ spec:
     local: { rules: [{ limit: { requests: 2, unit: Hour } }] }`,
       ),
     });
-    const { gw, url } = await startGatewayOn8080(folder.dir, [
+    const { gw, url } = await startGatewayOn8080(fx.folder.dir, [
       '--workers',
       '2',
       '--access-log',
@@ -142,11 +134,11 @@ spec:
   });
 
   it('keeps the counts of a worker that died in the sums', async () => {
-    upstream = await startEchoServer('web');
-    folder = await ConfigFolder.create({
-      ...webGatewayFiles(upstream.port),
+    fx.upstream = await startEchoServer('web');
+    fx.folder = await ConfigFolder.create({
+      ...webGatewayFiles(fx.upstream.port),
     });
-    const { gw, url } = await startGatewayOn8080(folder.dir, ['--workers', '2']);
+    const { gw, url } = await startGatewayOn8080(fx.folder.dir, ['--workers', '2']);
     await gw.ready();
     for (let i = 0; i < 10; i++) {
       const res = await request(`${url}/`, {

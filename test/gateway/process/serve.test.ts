@@ -1,38 +1,30 @@
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { responseErrors } from '../../helpers/admin-openapi.ts';
 import { ConfigFolder, httpRouteYaml } from '../../helpers/config-folder.ts';
-import { startEchoServer, type EchoServer } from '../../helpers/echo-server.ts';
+import { startEchoServer } from '../../helpers/echo-server.ts';
 import { docs, GATEWAY_CLASS, gatewayYaml, serviceYaml } from '../../helpers/gateway-config.ts';
 import { findPortOffset } from '../../helpers/ports.ts';
-import { isAlive, killGateways, startGateway } from '../../helpers/gateway-process.ts';
+import { isAlive, gatewayTestFixtures, startGateway } from '../../helpers/gateway-process.ts';
 
-let upstream: EchoServer | undefined;
-let folder: ConfigFolder | undefined;
-
-afterEach(async () => {
-  await killGateways();
-  await upstream?.close();
-  await folder?.remove();
-  upstream = folder = undefined;
-});
+const fx = gatewayTestFixtures();
 
 describe('meshgate gateway', () => {
   it('serves a folder, answers on the admin API, and exits 0 on SIGTERM leaving no process', async () => {
-    upstream = await startEchoServer('web');
-    folder = await ConfigFolder.create({
+    fx.upstream = await startEchoServer('web');
+    fx.folder = await ConfigFolder.create({
       'gateway.yaml': docs(
         GATEWAY_CLASS,
         gatewayYaml('default', 'edge', '    - { name: http, port: 8080, protocol: HTTP }'),
       ),
-      'services.yaml': serviceYaml('default', 'web', upstream.port),
+      'services.yaml': serviceYaml('default', 'web', fx.upstream.port),
       'routes.yaml': httpRouteYaml({ name: 'web', gateway: 'edge', backend: 'web', path: '/api' }),
     });
     const offset = await findPortOffset([8080]);
     const port = 8080 + offset;
     const gw = startGateway([
       '--config',
-      folder.dir,
+      fx.folder.dir,
       '--port-offset',
       String(offset),
       '--workers',
@@ -102,8 +94,8 @@ describe('meshgate gateway', () => {
   });
 
   it('refuses to start on a folder that does not parse, naming the error', async () => {
-    folder = await ConfigFolder.create({ 'bad.yaml': 'kind: [\n' });
-    const gw = startGateway(['--config', folder.dir, '--workers', '1']);
+    fx.folder = await ConfigFolder.create({ 'bad.yaml': 'kind: [\n' });
+    const gw = startGateway(['--config', fx.folder.dir, '--workers', '1']);
     expect((await gw.exited).code).toBe(1);
     expect(gw.logs.find((l) => l.msg.startsWith('config error'))).toMatchObject({
       file: 'bad.yaml',

@@ -1,9 +1,9 @@
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigFolder } from '../../helpers/config-folder.ts';
-import { startEchoServer, type EchoServer } from '../../helpers/echo-server.ts';
+import { startEchoServer } from '../../helpers/echo-server.ts';
 import { webGatewayFiles } from '../../helpers/gateway-config.ts';
-import { killGateways, poll, startGatewayOn8080 } from '../../helpers/gateway-process.ts';
+import { gatewayTestFixtures, poll, startGatewayOn8080 } from '../../helpers/gateway-process.ts';
 
 interface Workers {
   version: string;
@@ -11,23 +11,15 @@ interface Workers {
   workers: { id: number; pid: number; appliedVersion: string | null; listening: boolean }[];
 }
 
-let upstream: EchoServer | undefined;
-let folder: ConfigFolder | undefined;
-
-afterEach(async () => {
-  await killGateways();
-  await upstream?.close();
-  await folder?.remove();
-  upstream = folder = undefined;
-});
+const fx = gatewayTestFixtures();
 
 describe('meshgate gateway --workers', () => {
   it('runs two workers on the same snapshot and replaces one that is killed', async () => {
-    upstream = await startEchoServer('web');
-    folder = await ConfigFolder.create({
-      ...webGatewayFiles(upstream.port),
+    fx.upstream = await startEchoServer('web');
+    fx.folder = await ConfigFolder.create({
+      ...webGatewayFiles(fx.upstream.port),
     });
-    const { gw, url } = await startGatewayOn8080(folder.dir, ['--workers', '2']);
+    const { gw, url } = await startGatewayOn8080(fx.folder.dir, ['--workers', '2']);
     const { version } = await gw.ready();
 
     const before = (await gw.admin<Workers>('/workers')).body;

@@ -1,29 +1,21 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigFolder } from '../../helpers/config-folder.ts';
-import { startEchoServer, type EchoServer } from '../../helpers/echo-server.ts';
+import { startEchoServer } from '../../helpers/echo-server.ts';
 import { webGatewayFiles } from '../../helpers/gateway-config.ts';
-import { killGateways, startGatewayOn8080 } from '../../helpers/gateway-process.ts';
+import { gatewayTestFixtures, startGatewayOn8080 } from '../../helpers/gateway-process.ts';
 import { fire, outsideWindowEdge } from './traffic.ts';
 
 // `meshgate gateway --workers 2` with a local limit: the workers lease from the supervisor, so
 // the gateway as a whole admits the limit (one count per gateway, not per worker).
 
-let upstream: EchoServer | undefined;
-let folder: ConfigFolder | undefined;
-
-afterEach(async () => {
-  await killGateways();
-  await upstream?.close();
-  await folder?.remove();
-  upstream = folder = undefined;
-});
+const fx = gatewayTestFixtures();
 
 describe('local rate limits across workers', () => {
   it('admits the limit once for the whole gateway, whichever worker serves', async () => {
     await outsideWindowEdge('Day');
-    upstream = await startEchoServer('web');
-    folder = await ConfigFolder.create({
-      ...webGatewayFiles(upstream.port),
+    fx.upstream = await startEchoServer('web');
+    fx.folder = await ConfigFolder.create({
+      ...webGatewayFiles(fx.upstream.port),
       'quota.yaml': `apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: BackendTrafficPolicy
 metadata: { name: quota, namespace: default }
@@ -34,7 +26,7 @@ spec:
       rules:
         - limit: { requests: 60, unit: Day }`,
     });
-    const { gw, url } = await startGatewayOn8080(folder.dir, [
+    const { gw, url } = await startGatewayOn8080(fx.folder.dir, [
       '--workers',
       '2',
       '--access-log',

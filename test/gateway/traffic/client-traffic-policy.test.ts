@@ -4,7 +4,11 @@
 // requests allowed per connection (HTTP/1 and HTTP/2). Each setting is on a listener of its own
 // port; the "plain" listener has no policy and shows the defaults.
 
-import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
+import {
+  connect as http2Connect,
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+} from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -384,6 +388,18 @@ describe('HTTP/2 listener', () => {
     });
   }
 
+  /** The status and body a stream got before it closed (reset or not). */
+  function streamAnswer(stream: ClientHttp2Stream): Promise<{ status: number; body: string }> {
+    return new Promise((resolve) => {
+      let status = 0;
+      let body = '';
+      stream.on('response', (h) => (status = Number(h[':status'])));
+      stream.on('data', (c: Buffer) => (body += c.toString()));
+      stream.on('close', () => resolve({ status, body }));
+      stream.on('error', () => {});
+    });
+  }
+
   it('maxRequestsPerConnection: GOAWAY after the last stream allowed, which completes', async () => {
     const s = await session();
     const goaway = new Promise<void>((resolve) => s.once('goaway', () => resolve()));
@@ -400,14 +416,7 @@ describe('HTTP/2 listener', () => {
       { endStream: false },
     );
     stream.write('part');
-    const answer = await new Promise<{ status: number; body: string }>((resolve) => {
-      let status = 0;
-      let body = '';
-      stream.on('response', (h) => (status = Number(h[':status'])));
-      stream.on('data', (c: Buffer) => (body += c.toString()));
-      stream.on('close', () => resolve({ status, body }));
-      stream.on('error', () => {});
-    });
+    const answer = await streamAnswer(stream);
     expect(answer.status).toBe(408);
     expect(JSON.parse(answer.body)).toMatchObject({ code: 'MG_ERR_REQUEST_TIMEOUT' });
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
@@ -417,14 +426,7 @@ describe('HTTP/2 listener', () => {
     const s = await session();
     const started = Date.now();
     const stream = s.request({ ':path': '/hang', ':authority': 'secure.example' });
-    const answer = await new Promise<{ status: number; body: string }>((resolve) => {
-      let status = 0;
-      let body = '';
-      stream.on('response', (h) => (status = Number(h[':status'])));
-      stream.on('data', (c: Buffer) => (body += c.toString()));
-      stream.on('close', () => resolve({ status, body }));
-      stream.on('error', () => {});
-    });
+    const answer = await streamAnswer(stream);
     expect(answer.status).toBe(408);
     expect(JSON.parse(answer.body)).toMatchObject({
       code: 'MG_ERR_STREAM_IDLE_TIMEOUT',
